@@ -1,0 +1,183 @@
+"""Errors the provider raises when talking to ION.
+
+Every class subclasses :class:`IonError`, itself an ``AirflowException``, so a task fails the usual
+Airflow way and callers can still catch the precise case (a stale etag, an auth problem, an outcome
+that is unknown because ION may have executed a mutation).
+
+No message carries a secret: the client secret, an access token or a receiver's ``sharedSecret``
+never reaches ``str(exc)`` or ``repr(exc)``. GraphQL error messages come from ION and name fields, not
+values; the hook still scrubs every message through :func:`redact` before raising.
+
+``airflow.exceptions`` is imported here on purpose: ``import airflow`` already loads it, so it
+costs nothing extra for a DAG file that imports our operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+__all__ = [
+    "IonAuthError",
+    "IonConcurrencyError",
+    "IonConfigError",
+    "IonError",
+    "IonGraphQLError",
+    "IonNotFoundError",
+    "IonPaginationError",
+    "IonRetryExhausted",
+    "IonTransportError",
+    "redact",
+]
+
+_REDACTED = "***"
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every non-empty secret in ``secrets`` replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+class IonError(AirflowException):
+    """Base class of every error the ION provider raises."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class IonConfigError(IonError):
+    """The Airflow connection is missing a piece or holds a value the hook cannot use.
+
+    The message names the connection id and the field to set.
+    """
+
+
+class IonAuthError(IonError):
+    """ION (or its token endpoint) refused the credentials: HTTP 401/403 or an OAuth error.
+
+    The message names the connection, the URL that refused and what to check; never the secret.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        conn_id: str | None = None,
+        status_code: int | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.conn_id = conn_id
+        self.status_code = status_code
+        self.url = url
+
+
+class IonGraphQLError(IonError):
+    """ION answered with GraphQL ``errors`` (usually HTTP 200).
+
+    ``errors`` keeps ION's list as sent (``message``, ``path``, ``extensions``); ``str`` shows the first
+    message with its path, which is what a task log needs::
+
+        try:
+            hook.execute("GetWebhookReceiver", {"id": "12"})
+        except IonGraphQLError as err:
+            codes = [e.get("extensions", {}).get("code") for e in err.errors]
+    """
+
+    def __init__(
+        self,
+        message: str,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        operation_name: str | None = None,
+        status_code: int | None = None,
+        data: Any = None,
+    ) -> None:
+        self.errors: list[dict[str, Any]] = [dict(e) for e in errors or []]
+        self.operation_name = operation_name
+        self.status_code = status_code
+        self.data = data
+        super().__init__(message)
+
+    @property
+    def codes(self) -> list[str]:
+        """``extensions.code`` of every error that has one."""
+        return [str(c) for e in self.errors if (c := (e.get("extensions") or {}).get("code"))]
+
+    @classmethod
+    def describe(cls, errors: Sequence[Mapping[str, Any]], operation_name: str | None) -> str:
+        """The one-line summary used as message: operation, first error, its path, how many more."""
+        if not errors:
+            return f"{operation_name or 'GraphQL operation'} failed"
+        first = errors[0]
+        text = f"{operation_name or 'GraphQL operation'} failed: {first.get('message', 'unknown error')}"
+        if first.get("path"):
+            text += f" (path: {'.'.join(str(p) for p in first['path'])})"
+        code = (first.get("extensions") or {}).get("code")
+        if code:
+            text += f" [{code}]"
+        if len(errors) > 1:
+            text += f" (+{len(errors) - 1} more error{'s' if len(errors) > 2 else ''})"
+        return text
+
+
+class IonNotFoundError(IonGraphQLError):
+    """ION said the object does not exist (``extensions.code == "NOT_FOUND"``)."""
+
+
+class IonConcurrencyError(IonGraphQLError):
+    """An update carried a stale ``etag``: someone changed the object since it was read.
+
+    HTTP 409 or ``extensions.code == "CONCURRENCY_CONFLICT"``. Re-read the object (for its new
+    ``_etag``), re-apply the change and try again. ``object_id`` is the id of the object when known.
+    """
+
+    def __init__(self, message: str, errors=None, *, object_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, errors, **kwargs)
+        self.object_id = object_id
+
+
+class IonTransportError(IonError):
+    """The HTTP exchange with ION failed: an unexpected status, a connection or timeout error.
+
+    ``may_have_executed`` is True when a *mutation* may have reached ION before the failure (5xx,
+    read timeout, dropped connection): the hook does not retry those, so the caller must re-read
+    ION's state and reconcile instead of blindly repeating a create.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        operation_name: str | None = None,
+        attempts: int = 1,
+        may_have_executed: bool = False,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.operation_name = operation_name
+        self.attempts = attempts
+        self.may_have_executed = may_have_executed
+        self.url = url
+
+
+class IonRetryExhausted(IonTransportError):
+    """Every allowed attempt failed with a retryable outcome (429, 502/503/504, connect error, timeout)."""
+
+
+class IonPaginationError(IonError):
+    """A Relay connection misbehaved (same cursor twice, ``hasNextPage`` without ``endCursor``)."""
