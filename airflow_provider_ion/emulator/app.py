@@ -1,0 +1,35 @@
+"""The emulator's ASGI app: the routes an ION client talks to, plus the ``/_emulator`` control routes.
+
+| route | what |
+|---|---|
+| ``POST /realms/api-keys/protocol/openid-connect/token`` (also under ``/auth``) | OAuth2 client credentials |
+| ``POST /graphql`` | ION's GraphQL API (webhook models + domain objects) |
+| ``/_emulator/...`` | health, stats, reset, faults, change log, token expiry (loopback only) |
+
+Run it with :class:`airflow_provider_ion.emulator.server.EmulatorServer`, ``airflow-ion emulator``, or
+``uvicorn --factory airflow_provider_ion.emulator.app:create_app`` (defaults, in memory).
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from airflow_provider_ion.emulator.control import ROUTES as CONTROL_ROUTES
+from airflow_provider_ion.emulator.core import Emulator
+from airflow_provider_ion.emulator.graphql_endpoint import graphql_endpoint
+from airflow_provider_ion.emulator.token_endpoint import LEGACY_TOKEN_PATH, TOKEN_PATH, token_endpoint
+
+
+def create_app(emulator: Emulator | None = None) -> Starlette:
+    """An ASGI app serving ``emulator`` (a fresh in-memory one by default) at ``app.state.emulator``."""
+    app = Starlette(
+        routes=[
+            Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
+            Route(LEGACY_TOKEN_PATH, token_endpoint, methods=["POST"]),
+            Route("/graphql", graphql_endpoint, methods=["POST"]),
+            *CONTROL_ROUTES,
+        ]
+    )
+    app.state.emulator = emulator if emulator is not None else Emulator()
+    return app

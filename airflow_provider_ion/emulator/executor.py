@@ -1,0 +1,67 @@
+"""Run one GraphQL request against the emulator's schema and shape the answer the way ION does.
+
+HTTP status choice: GraphQL errors (parse, validation, not found, bad input) come back as HTTP 200 with
+``errors[]``, like ION. The one exception is a stale etag: ION's docs list concurrency conflicts as 409,
+so when any error has ``extensions.code == "CONCURRENCY_CONFLICT"`` the same ION-style body is sent with
+HTTP 409. A client therefore sees the conflict whether it looks at the status or at ``errors[]``.
+
+Every error carries ``extensions.code``: the store's codes (``NOT_FOUND``, ``BAD_USER_INPUT``,
+``CONCURRENCY_CONFLICT``), ``GRAPHQL_PARSE_FAILED`` / ``GRAPHQL_VALIDATION_FAILED`` for bad documents,
+``BAD_USER_INPUT`` for variables that do not fit their types, ``INTERNAL_SERVER_ERROR`` for a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSchema, execute, parse, validate
+
+from airflow_provider_ion.emulator.errors import ConcurrencyConflict, EmulatorError
+from airflow_provider_ion.emulator.schema import RequestContext
+
+log = logging.getLogger(__name__)
+
+
+def execute_request(
+    schema: GraphQLSchema,
+    query: str,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+    context: RequestContext,
+) -> tuple[int, dict[str, Any]]:
+    """``(http_status, body)`` for one request (synchronous: resolvers only touch the in-memory store)."""
+    try:
+        document = parse(query)
+    except GraphQLError as error:
+        return 200, {"errors": [_format(error, "GRAPHQL_PARSE_FAILED")]}
+    problems = validate(schema, document)
+    if problems:
+        return 200, {"errors": [_format(e, "GRAPHQL_VALIDATION_FAILED") for e in problems]}
+    result = execute(
+        schema,
+        document,
+        context_value=context,
+        variable_values=dict(variables or {}),
+        operation_name=operation_name,
+    )
+    body: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        body["errors"] = [_format(e, "BAD_USER_INPUT") for e in result.errors]
+    conflict = any(e.get("extensions", {}).get("code") == ConcurrencyConflict.code for e in body.get("errors", []))
+    return (409 if conflict else 200), body
+
+
+def _format(error: GraphQLError, default_code: str) -> dict[str, Any]:
+    formatted = error.formatted
+    original = error.original_error
+    if isinstance(original, EmulatorError):
+        code = original.code
+    elif original is not None and not isinstance(original, GraphQLError):
+        log.error("Resolver failed: %s", original, exc_info=original)
+        code = "INTERNAL_SERVER_ERROR"
+    else:
+        code = default_code
+    formatted["extensions"] = {**(error.extensions or {}), "code": code}
+    return formatted

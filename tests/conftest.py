@@ -1,0 +1,80 @@
+"""Shared fixtures.
+
+Airflow reads its configuration when first imported, so the test session's Airflow home (a fresh
+temporary folder with its own SQLite metadata DB and DAGs folder) is set here, before any test
+module imports Airflow. ``airflow_db`` migrates that DB once per session; ``run_operator`` runs one
+operator in a real DAG run (``dag.test()``), against whatever the test set up (usually the emulator).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HOME = Path(tempfile.mkdtemp(prefix="ion-provider-tests-"))
+(_HOME / "dags").mkdir()
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(_HOME / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+    }
+)
+# Imported only now, after AIRFLOW_HOME is set (it does not import Airflow today; keep it that way).
+from airflow_provider_ion.emulator.server import EmulatorServer  # noqa: E402
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    """One real ION emulator (uvicorn in a thread on a free 127.0.0.1 port) for the whole session."""
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
+    """The session's emulator, reset: empty store, no faults, zero stats, no valid tokens."""
+    emulator_server.reset()
+    return emulator_server
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """The session's Airflow metadata DB, migrated once (a real ``airflow db migrate``)."""
+    import subprocess
+    import sys
+
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=300)
+    return _HOME
+
+
+@pytest.fixture
+def ion_default_conn(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Connection ``ion_default`` pointing at the emulator, as an ``AIRFLOW_CONN_`` JSON variable."""
+    import json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ION_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "ion",
+                "login": emulator.client_id,
+                "password": emulator.client_secret,
+                "host": emulator.base_url,
+                "extra": {"token_url": emulator.token_url},
+            }
+        ),
+    )
+    return "ion_default"
