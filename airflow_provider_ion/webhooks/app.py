@@ -1,0 +1,355 @@
+"""The receiver: an ASGI app that verifies ION's signed deliveries and stores them in the inbox.
+
+Routes (relative to where the app is mounted; Airflow's API server and ``airflow-ion receiver serve``
+both mount it at ``/ion-webhooks``):
+
+- ``POST /v1/receivers/{name}``: one delivery for receiver ``name``.
+- ``GET /health``: liveness, and whether the inbox answers (no details, no auth needed).
+- ``GET /v1/stats``: counters (accepted, duplicate, rejected by reason). Not a webhook route, so it
+  checks Airflow authentication itself when mounted in Airflow (plugin apps get none for free).
+
+A delivery passes these checks in this order, each with its own answer and never a 500:
+method (405), content type JSON (415), body size, streamed so the cap holds before the body is read
+(413), source address allow list (403), known receiver (404), signature (401), JSON (400), required
+fields (400). Then it is appended to the inbox and only after the commit does the app answer the
+receiver's expected code (default 200). A redelivery of ``(receiver, event_id)`` gets the same success
+and is stored once. A storage failure answers 503 with ``Retry-After``, so ION delivers again.
+Answers carry a short generic reason and never echo secrets, signatures or the body.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from airflow_provider_ion.webhooks.inbox import Inbox, InboxUnavailable
+from airflow_provider_ion.webhooks.secrets import (
+    SecretResolver,
+    SecretSource,
+    airflow_connection_source,
+    airflow_variable_source,
+    ion_lookup_source,
+)
+from airflow_provider_ion.webhooks.signature import DEFAULT_SCHEME, SignatureScheme, verify
+
+log = logging.getLogger(__name__)
+
+MOUNT_PATH = "/ion-webhooks"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+CONFIG_SECTION = "ion_webhooks"
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """How the receiver app behaves; every field has an embedded default.
+
+    From Airflow's config (:meth:`from_airflow_config`): section ``[ion_webhooks]``, or environment
+    variables ``AIRFLOW__ION_WEBHOOKS__<KEY>``, keys named like the fields (``inbox_url``,
+    ``max_body_bytes``, ``allowed_cidrs`` and ``trusted_proxies`` comma-separated, ``signature_header``,
+    ``signature_algorithm``, ``signature_encoding``, ``signature_prefix``, ``ion_conn_id``,
+    ``secret_refresh_interval``, ``required_fields``).
+    """
+
+    inbox_url: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    allowed_cidrs: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    scheme: SignatureScheme = DEFAULT_SCHEME
+    #: Connection used to look secrets up in ION; empty disables the lookup.
+    ion_conn_id: str | None = "ion_default"
+    secret_refresh_interval: float = 60.0
+    required_fields: tuple[str, ...] = ("event_id", "resource")
+    #: Answered on success when ION's expectedResponseCode for the receiver is unknown.
+    default_response_code: int = 200
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+        for name in ("allowed_cidrs", "trusted_proxies"):
+            for cidr in getattr(self, name):
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    raise ValueError(f"{name}: {cidr!r} is not an IP network (e.g. 203.0.113.7/32)") from None
+
+    @classmethod
+    def from_airflow_config(cls, **overrides: Any) -> ReceiverSettings:
+        """Settings from ``[ion_webhooks]`` in Airflow's config (env vars included), then ``overrides``."""
+        from airflow.configuration import conf
+
+        def get(key: str) -> str | None:
+            value = conf.get(CONFIG_SECTION, key, fallback=None)
+            return value if value not in (None, "") else None
+
+        def split(value: str | None) -> tuple[str, ...] | None:
+            return tuple(v.strip() for v in value.split(",") if v.strip()) if value is not None else None
+
+        values: dict[str, Any] = {}
+        if (v := get("inbox_url")) is not None:
+            values["inbox_url"] = v
+        if (v := get("max_body_bytes")) is not None:
+            values["max_body_bytes"] = int(v)
+        for key in ("allowed_cidrs", "trusted_proxies", "required_fields"):
+            if (v := split(get(key))) is not None:
+                values[key] = v
+        if (v := get("ion_conn_id")) is not None:
+            values["ion_conn_id"] = v if v.lower() not in ("none", "off", "false") else None
+        if (v := get("secret_refresh_interval")) is not None:
+            values["secret_refresh_interval"] = float(v)
+        scheme = {
+            part: v
+            for part in ("header", "algorithm", "encoding", "prefix")
+            if (v := conf.get(CONFIG_SECTION, f"signature_{part}", fallback=None)) is not None
+        }
+        if scheme:
+            values["scheme"] = SignatureScheme(**scheme)
+        values.update(overrides)
+        return cls(**values)
+
+
+class _Reject(Exception):
+    """An answer other than success; ``reason`` feeds the counters and the short response body."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        self.status, self.reason, self.headers = status, reason, headers or {}
+
+
+@dataclass
+class ReceiverStats:
+    """Counters of one app instance (per process)."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicate": self.duplicate, "rejected": dict(self.rejected)}
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class ReceiverApp:
+    """The receiver as an object: settings, inbox, secret resolver and counters around one ASGI app.
+
+    Example::
+
+        receiver = ReceiverApp(ReceiverSettings(inbox_url="sqlite:////var/lib/ion/inbox.db"))
+        uvicorn.run(receiver.asgi)      # POST /ion-webhooks/v1/receivers/<name>
+
+    ``secret_sources`` defaults to the Airflow Variable, the Airflow Connection and (when
+    ``settings.ion_conn_id`` is set) a lookup in ION; see :mod:`.secrets`.
+    """
+
+    def __init__(
+        self,
+        settings: ReceiverSettings | None = None,
+        *,
+        inbox: Inbox | None = None,
+        secret_sources: Sequence[SecretSource] | None = None,
+        authorize_admin: Callable[[Request], Any] | None = None,
+        mount_path: str = MOUNT_PATH,
+    ) -> None:
+        self.settings = settings or ReceiverSettings()
+        self.inbox = inbox or Inbox.from_url(self.settings.inbox_url)
+        if secret_sources is None:
+            secret_sources = [airflow_variable_source, airflow_connection_source]
+            if self.settings.ion_conn_id:
+                secret_sources.append(ion_lookup_source(self.settings.ion_conn_id))
+        self.secrets = SecretResolver(secret_sources, refresh_interval=self.settings.secret_refresh_interval)
+        self.stats = ReceiverStats()
+        self._authorize_admin = authorize_admin
+        self._allowed = [ipaddress.ip_network(c, strict=False) for c in self.settings.allowed_cidrs]
+        self._proxies = [ipaddress.ip_network(c, strict=False) for c in self.settings.trusted_proxies]
+        routes = [
+            Route("/v1/receivers/{name}", self.receive, methods=["POST"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/v1/stats", self.stats_route, methods=["GET"]),
+        ]
+        self.routes_app = Starlette(routes=routes)
+        # Mounted at mount_path so the standalone server and Airflow's API server share the URLs.
+        self.asgi = Starlette(routes=[]) if mount_path else self.routes_app
+        if mount_path:
+            self.asgi.mount(mount_path, self.routes_app)
+
+    # the webhook route ---------------------------------------------------------------------------
+    async def receive(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            status, duplicate = await self._receive(request, name)
+        except _Reject as reject:
+            self.stats.rejected[reject.reason] += 1
+            log.info("Rejected delivery for receiver %r: %s (%d)", name, reject.reason, reject.status)
+            return JSONResponse({"error": reject.reason}, reject.status, headers=reject.headers)
+        if duplicate:
+            self.stats.duplicate += 1
+        else:
+            self.stats.accepted += 1
+        return JSONResponse({"status": "duplicate" if duplicate else "accepted"}, status)
+
+    async def _receive(self, request: Request, name: str) -> tuple[int, bool]:
+        if not _is_json(request.headers.get("content-type", "")):
+            raise _Reject(415, "content type must be application/json")
+        body = await self._read_body(request)
+        self._check_source(request)
+        found = await run_in_threadpool(self.secrets.resolve, name)
+        if found is None:
+            raise _Reject(404, "unknown receiver")
+        signature = request.headers.get(self.settings.scheme.header)
+        result = verify(body, signature, found.secrets, self.settings.scheme)
+        if not result and result.reason == "mismatch":
+            # Maybe the secret was rotated in ION: look again (rate-limited inside the resolver).
+            refreshed = await run_in_threadpool(self.secrets.refresh, name)
+            if refreshed is not None and refreshed != found:
+                found = refreshed
+                result = verify(body, signature, found.secrets, self.settings.scheme)
+        if not result:
+            raise _Reject(401, f"signature {result.reason}")
+        event = self._parse(body)
+        try:
+            appended = await run_in_threadpool(
+                self.inbox.append,
+                name,
+                event["event_id"],
+                body,
+                resource=_text(event.get("resource")),
+                action=_text(event.get("action")),
+                subscription_id=event.get("subscription_id"),
+            )
+        except InboxUnavailable as error:
+            log.error("Inbox unavailable; answering 503 so ION retries: %s", error)
+            raise _Reject(503, "inbox unavailable", {"Retry-After": "5"}) from None
+        return (found.expected_response_code or self.settings.default_response_code), appended.duplicate
+
+    async def _read_body(self, request: Request) -> bytes:
+        cap = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                if int(declared) > cap:
+                    raise _Reject(413, "body too large")
+            except ValueError:
+                raise _Reject(400, "bad content-length") from None
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise _Reject(413, "body too large")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise _Reject(400, "client disconnected") from None
+        return b"".join(chunks)
+
+    def _client_address(self, request: Request) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        host = request.client.host if request.client else None
+        try:
+            address = ipaddress.ip_address(host) if host else None
+        except ValueError:
+            return None
+        if address is None or not self._proxies or not any(address in net for net in self._proxies):
+            return address
+        # Behind a trusted proxy: the client is the right-most X-Forwarded-For hop that is not a proxy.
+        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        for hop in reversed(hops):
+            try:
+                candidate = ipaddress.ip_address(hop)
+            except ValueError:
+                return None
+            if not any(candidate in net for net in self._proxies):
+                return candidate
+        return address
+
+    def _check_source(self, request: Request) -> None:
+        if not self._allowed:
+            return
+        address = self._client_address(request)
+        if address is None or not any(address in net for net in self._allowed):
+            raise _Reject(403, "source address not allowed")
+
+    def _parse(self, body: bytes) -> dict[str, Any]:
+        try:
+            event = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise _Reject(400, "body is not valid JSON") from None
+        if not isinstance(event, dict):
+            raise _Reject(400, "body must be a JSON object")
+        missing = [f for f in self.settings.required_fields if event.get(f) in (None, "")]
+        if missing:
+            raise _Reject(400, f"missing field(s): {', '.join(missing)}")
+        event_id = event.get("event_id")
+        if isinstance(event_id, bool) or not isinstance(event_id, int | str) or len(str(event_id)) > 255:
+            raise _Reject(400, "event_id must be a string or an integer")
+        return event
+
+    # other routes --------------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        try:
+            await run_in_threadpool(self.inbox.latest_seq)
+        except InboxUnavailable:
+            return JSONResponse({"status": "unhealthy", "inbox": "unavailable"}, 503)
+        return JSONResponse({"status": "healthy", "inbox": "ok"})
+
+    async def stats_route(self, request: Request) -> Response:
+        if self._authorize_admin is None:
+            return JSONResponse({"error": "stats are not enabled on this server"}, 404)
+        denied = await self._authorize_admin(request)
+        if denied is not None:
+            return denied
+        return JSONResponse({"receiver": self.stats.to_dict()})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def bearer_token_guard(token: str) -> Callable[[Request], Any]:
+    """A stats guard for the standalone server: ``Authorization: Bearer <token>``."""
+    import hmac
+
+    async def guard(request: Request) -> Response | None:
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+            return None
+        return JSONResponse({"error": "unauthorized"}, 401)
+
+    return guard
+
+
+async def airflow_auth_guard(request: Request) -> Response | None:
+    """A stats guard inside Airflow's API server: the caller must present a valid Airflow token."""
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.api_fastapi.core_api.security import resolve_user_from_token
+    from fastapi import HTTPException
+
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    token = value.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    try:
+        await resolve_user_from_token(token)
+    except HTTPException as error:
+        return JSONResponse({"error": "unauthorized"}, error.status_code)
+    return None
+
+
+def create_app(settings: ReceiverSettings | None = None, **kwargs: Any) -> Starlette:
+    """The ASGI app, with settings from Airflow's config unless given."""
+    if settings is None:
+        settings = ReceiverSettings.from_airflow_config()
+    return ReceiverApp(settings, **kwargs).asgi
