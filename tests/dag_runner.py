@@ -1,0 +1,99 @@
+"""Run operators in real DAG runs (``dag.test()``) on the test session's Airflow metadata DB.
+
+``dag.test()`` syncs the DAGs folder to the DB before running, so the DAG must live in a file there:
+each call writes a one-DAG file with a unique id, runs it, and removes the file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pendulum  # noqa: F401 - used by the generated DAG files
+
+
+@dataclass
+class TaskResult:
+    state: str
+    xcom: Any = None
+
+
+@dataclass
+class DagRunResult:
+    dag_id: str
+    run_id: str
+    state: str
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+
+    def __getitem__(self, task_id: str) -> TaskResult:
+        return self.tasks[task_id]
+
+
+DAG_TEMPLATE = """\
+import datetime
+import pendulum
+from airflow.sdk import DAG
+{imports}
+
+with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+{body}
+"""
+
+
+def run_dag_source(body: str, *, imports: str = "", conf: dict | None = None) -> DagRunResult:
+    """Write a DAG (``body`` = indented task definitions), run it with ``dag.test()``, collect results."""
+    dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    dag_id = f"test_{uuid.uuid4().hex[:10]}"
+    path = dags / f"{dag_id}.py"
+    path.write_text(DAG_TEMPLATE.format(imports=imports, dag_id=dag_id, body=body))
+    try:
+        spec = importlib.util.spec_from_file_location(dag_id, path)
+        module = importlib.util.module_from_spec(spec)
+        assert spec.loader is not None
+        spec.loader.exec_module(module)
+        dag_run = module.dag.test(run_conf=conf)
+        return _collect(dag_id, dag_run)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def run_operator(operator_class: type, *, task_id: str = "op", retries: int = 0, **kwargs: Any) -> DagRunResult:
+    """One task of ``operator_class(**kwargs)`` in a DAG run; ``result[task_id]`` has state and XCom.
+
+    With ``retries``, failed attempts are retried at once (``retry_delay`` 0), as Airflow would later.
+    """
+    imports = f"from {operator_class.__module__} import {operator_class.__name__}"
+    body = (
+        f"    {operator_class.__name__}(task_id={task_id!r}, retries={retries}, "
+        f"retry_delay=datetime.timedelta(0), **{kwargs!r})\n"
+    )
+    return run_dag_source(body, imports=imports)
+
+
+def _collect(dag_id: str, dag_run: Any) -> DagRunResult:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    result = DagRunResult(dag_id, dag_run.run_id, str(dag_run.state))
+    with create_session() as session:
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == dag_run.run_id)
+        ).all()
+        for ti in tis:
+            rows = session.scalars(
+                select(XComModel).where(
+                    XComModel.dag_id == dag_id,
+                    XComModel.run_id == dag_run.run_id,
+                    XComModel.task_id == ti.task_id,
+                    XComModel.key == "return_value",
+                )
+            ).all()
+            value = XComModel.deserialize_value(rows[0]) if rows else None
+            result.tasks[ti.task_id] = TaskResult(str(ti.state), value)
+    return result

@@ -1,0 +1,258 @@
+"""Webhook operators, each run in a real DAG run (dag.test()) against the ION emulator over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_ion.operators.webhooks import (
+    IonCreateWebhookReceiverOperator,
+    IonCreateWebhookSubscriptionOperator,
+    IonDisableWebhookReceiverOperator,
+    IonDisableWebhookSubscriptionOperator,
+    IonEnableWebhookReceiverOperator,
+    IonEnableWebhookSubscriptionOperator,
+    IonEnsureWebhooksOperator,
+    IonGraphQLOperator,
+    check_webhook_uri,
+    secret_variable_key,
+    without_secret,
+)
+from tests.dag_runner import run_operator
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "ion_default_conn")
+
+URI = "https://airflow.example.com/ion-webhooks/v1/receivers/factory"
+
+
+def stored_variable(key: str) -> str | None:
+    from airflow.models.variable import Variable
+
+    return Variable.get(key, default_var=None)
+
+
+def create(name: str = "factory", **kwargs):
+    return run_operator(
+        IonCreateWebhookReceiverOperator, name=name, webhook_uri=kwargs.pop("webhook_uri", URI), **kwargs
+    )
+
+
+def test_create_receiver_returns_it_without_secret_and_stores_the_secret(emulator) -> None:
+    result = create()
+    assert result.state == "success"
+    receiver = result["op"].xcom
+    assert receiver["name"] == "factory" and receiver["webhookUri"] == URI and receiver["active"] is True
+    assert "sharedSecret" not in receiver
+    generated = emulator.store.get("receivers", receiver["id"])["sharedSecret"]
+    assert generated and stored_variable(secret_variable_key("factory")) == generated
+
+
+def test_create_receiver_twice_creates_no_twin(emulator) -> None:
+    first = create()["op"].xcom
+    second = create()["op"].xcom
+    assert first["id"] == second["id"]
+    assert len(emulator.store.list("receivers")) == 1
+
+
+def test_if_exists_update_aligns_fields_and_fail_refuses(emulator) -> None:
+    create()
+    updated = create(webhook_uri=URI + "-v2", description="new", if_exists="update")["op"].xcom
+    assert updated["webhookUri"] == URI + "-v2" and updated["description"] == "new"
+    assert create(if_exists="fail").state == "failed"
+    assert len(emulator.store.list("receivers")) == 1
+
+
+def test_user_supplied_secret_is_used_and_stored(emulator) -> None:
+    secret = "user-chosen-secret-0123456789abcdef"
+    receiver = create(name="own-secret", shared_secret=secret)["op"].xcom
+    assert emulator.store.get("receivers", receiver["id"])["sharedSecret"] == secret
+    assert stored_variable(secret_variable_key("own-secret")) == secret
+
+
+@pytest.mark.parametrize("uri", ["http://airflow.example.com/hook", "ftp://x/y", "not a url"])
+def test_non_https_uri_is_refused_unless_loopback(uri: str) -> None:
+    with pytest.raises(ValueError, match="webhook_uri"):
+        check_webhook_uri(uri)
+    assert check_webhook_uri("http://127.0.0.1:8080/hook") and check_webhook_uri("http://localhost/x")
+
+
+def test_plain_http_receiver_fails_the_task_clearly(emulator) -> None:
+    result = create(name="plain", webhook_uri="http://airflow.example.com/hook")
+    assert result.state == "failed"
+    assert emulator.store.list("receivers") == []
+
+
+def test_subscription_by_receiver_name_is_reused_and_reenabled(emulator) -> None:
+    receiver = create()["op"].xcom
+    sub = run_operator(IonCreateWebhookSubscriptionOperator, receiver="factory", resource="RUNS", action="CREATE")
+    first = sub["op"].xcom
+    assert (first["resource"], first["action"], first["active"]) == ("RUNS", "CREATE", True)
+    assert first["receiverId"] == receiver["id"]
+    again = run_operator(
+        IonCreateWebhookSubscriptionOperator, receiver=receiver["id"], resource="RUNS", action="CREATE"
+    )
+    assert again["op"].xcom["id"] == first["id"]
+    run_operator(IonDisableWebhookSubscriptionOperator, subscription_id=first["id"])
+    revived = run_operator(IonCreateWebhookSubscriptionOperator, receiver="factory", resource="RUNS", action="CREATE")
+    assert revived["op"].xcom["id"] == first["id"] and revived["op"].xcom["active"] is True
+    assert len(emulator.store.list("subscriptions")) == 1
+
+
+def test_unknown_resource_fails_listing_the_valid_ones(emulator) -> None:
+    from airflow_provider_ion.hooks.ion import IonHook
+    from airflow_provider_ion.operators.webhooks import ensure_subscription
+
+    receiver = create()["op"].xcom
+    with IonHook() as hook, pytest.raises(ValueError, match=r"resource 'RUN' is not one ION knows.*RUNS"):
+        ensure_subscription(hook, receiver["id"], "RUN", "CREATE")
+    assert (
+        run_operator(IonCreateWebhookSubscriptionOperator, receiver="factory", resource="RUN", action="CREATE").state
+        == "failed"
+    )
+
+
+def test_disable_and_enable_receiver_write_only_when_needed(emulator) -> None:
+    receiver = create()["op"].xcom
+    etag = emulator.store.get("receivers", receiver["id"])["_etag"]
+    disabled = run_operator(IonDisableWebhookReceiverOperator, receiver="factory")["op"].xcom
+    assert (disabled["active"], disabled["change"]) == (False, "disabled")
+    again = run_operator(IonDisableWebhookReceiverOperator, receiver=receiver["id"])["op"].xcom
+    assert again["change"] == "unchanged"
+    enabled = run_operator(IonEnableWebhookReceiverOperator, receiver="factory")["op"].xcom
+    assert (enabled["active"], enabled["change"]) == (True, "enabled")
+    assert emulator.store.get("receivers", receiver["id"])["_etag"] != etag
+
+
+def test_disable_and_enable_subscription_by_receiver_resource_action(emulator) -> None:
+    create()
+    run_operator(IonCreateWebhookSubscriptionOperator, receiver="factory", resource="ISSUES", action="CREATE")
+    off = run_operator(IonDisableWebhookSubscriptionOperator, receiver="factory", resource="ISSUES", action="CREATE")[
+        "op"
+    ].xcom
+    assert [(s["active"], s["change"]) for s in off] == [(False, "disabled")]
+    on = run_operator(IonEnableWebhookSubscriptionOperator, receiver="factory", resource="ISSUES", action="CREATE")
+    assert [(s["active"], s["change"]) for s in on["op"].xcom] == [(True, "enabled")]
+    missing = run_operator(IonEnableWebhookSubscriptionOperator, receiver="factory", resource="RUNS", action="DELETE")
+    assert missing.state == "failed"
+
+
+def test_ensure_creates_then_is_a_no_op_then_prunes(emulator) -> None:
+    spec = {"name": "factory", "webhook_uri": URI}
+    first = run_operator(IonEnsureWebhooksOperator, receiver=spec, subscriptions=[["RUNS", "CREATE"], "ISSUES/CREATE"])[
+        "op"
+    ].xcom
+    assert len(first["created"]) == 3  # the receiver and two subscriptions
+    assert "sharedSecret" not in first["receiver"]
+    second = run_operator(IonEnsureWebhooksOperator, receiver=spec, subscriptions=[["RUNS", "CREATE"], "ISSUES/CREATE"])
+    assert second["op"].xcom["created"] == [] and len(second["op"].xcom["unchanged"]) == 2
+    # Someone disables one and adds another by hand; ensure with prune restores the declared state.
+    run_operator(IonDisableWebhookSubscriptionOperator, receiver="factory", resource="RUNS", action="CREATE")
+    run_operator(IonCreateWebhookSubscriptionOperator, receiver="factory", resource="PURCHASE_ORDERS", action="CREATE")
+    kept = run_operator(IonEnsureWebhooksOperator, receiver="factory", subscriptions=["RUNS/CREATE", "ISSUES/CREATE"])
+    assert [e["resource"] for e in kept["op"].xcom["enabled"]] == ["RUNS"]
+    assert kept["op"].xcom["disabled"] == []
+    pruned = run_operator(
+        IonEnsureWebhooksOperator, receiver="factory", subscriptions=["RUNS/CREATE", "ISSUES/CREATE"], prune=True
+    )["op"].xcom
+    assert [(e["resource"], e["action"]) for e in pruned["disabled"]] == [("PURCHASE_ORDERS", "CREATE")]
+    active = {(s["resource"], s["action"]) for s in emulator.store.list("subscriptions") if s["active"]}
+    assert active == {("RUNS", "CREATE"), ("ISSUES", "CREATE")}
+
+
+def test_graphql_operator_returns_data_without_secrets(emulator) -> None:
+    create()
+    result = run_operator(
+        IonGraphQLOperator,
+        document="query { webhookReceivers(first: 5) { edges { node { name sharedSecret } } } }",
+    )
+    nodes = result["op"].xcom["webhookReceivers"]["edges"]
+    assert nodes == [{"node": {"name": "factory"}}]
+    named = run_operator(IonGraphQLOperator, document="ListWebhookReceivers", variables={"first": 5})
+    assert named["op"].xcom["webhookReceivers"]["totalCount"] == 1
+
+
+def test_without_secret_is_recursive() -> None:
+    obj = {"a": [{"sharedSecret": "x", "b": 1}], "sharedSecret": "y"}
+    assert without_secret(obj) == {"a": [{"b": 1}]}
+
+
+# ---- concurrency: someone else writes between the operator's read and its write ----------------
+def _interfere(emulator, monkeypatch, times: int) -> list[int]:
+    """After each of the next ``times`` receiver reads, change that receiver in ION (a real write)."""
+    from airflow_provider_ion.hooks.ion import IonHook
+
+    original = IonHook.get_receiver
+    done: list[int] = []
+
+    def read_then_someone_writes(self, receiver_id):
+        current = original(self, receiver_id)
+        if current is not None and len(done) < times:
+            emulator.store.update_receiver(
+                {"id": current["id"], "etag": current["_etag"], "description": f"edited by someone else #{len(done)}"}
+            )
+            done.append(1)
+        return current
+
+    monkeypatch.setattr(IonHook, "get_receiver", read_then_someone_writes)
+    return done
+
+
+def test_conflicting_writer_is_outlasted_with_fresh_etags(emulator, monkeypatch) -> None:
+    receiver = create()["op"].xcom
+    writes = _interfere(emulator, monkeypatch, times=2)
+    result = run_operator(IonDisableWebhookReceiverOperator, receiver=receiver["id"], max_conflict_retries=3)
+    assert result.state == "success"
+    assert len(writes) == 2
+    stored = emulator.store.get("receivers", receiver["id"])
+    assert stored["active"] is False and stored["description"] == "edited by someone else #1"
+
+
+def test_conflicts_past_the_bound_fail_naming_the_receiver(emulator, monkeypatch) -> None:
+    from airflow_provider_ion.exceptions import IonConcurrencyError
+    from airflow_provider_ion.hooks.ion import IonHook
+    from airflow_provider_ion.operators.webhooks import set_receiver_active
+
+    receiver = create()["op"].xcom
+    _interfere(emulator, monkeypatch, times=100)
+    with (
+        IonHook() as hook,
+        pytest.raises(IonConcurrencyError, match=r"ION receiver 'factory' \(id \d+\) kept changing"),
+    ):
+        set_receiver_active(hook, receiver["id"], False, attempts=3)
+    assert run_operator(IonDisableWebhookReceiverOperator, receiver="factory").state == "failed"
+    assert emulator.store.get("receivers", receiver["id"])["active"] is True
+
+
+# ---- faults: the create reached ION but the answer did not reach us ------------------------------
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "status", "status": 503, "when": "after"},
+        {"kind": "status", "status": 502, "when": "after"},
+        {"kind": "drop"},
+    ],
+    ids=["503-after-create", "502-after-create", "dropped-connection"],
+)
+def test_ambiguous_create_failure_is_reconciled_not_repeated(emulator, fault) -> None:
+    emulator.add_fault(**fault, operation="CreateWebhookReceiver")
+    result = create()
+    assert result.state == "success"
+    assert len(emulator.store.list("receivers")) == 1
+    assert emulator.stats["graphql_operations"].get("CreateWebhookReceiver") == 1
+    assert stored_variable(secret_variable_key("factory")) == emulator.store.list("receivers")[0]["sharedSecret"]
+
+
+def test_429_on_create_is_retried_by_the_hook(emulator) -> None:
+    emulator.add_fault("status", status=429, retry_after=0, operation="CreateWebhookReceiver")
+    assert create().state == "success"
+    assert len(emulator.store.list("receivers")) == 1
+
+
+def test_task_retry_after_a_failed_attempt_finds_the_receiver(emulator) -> None:
+    """The create reached ION, and even the read-back failed: the task fails; its retry reuses."""
+    emulator.add_fault("status", status=503, when="after", operation="CreateWebhookReceiver")
+    # The first lookup (before the create) succeeds; the read-back after the failed create fails too.
+    emulator.add_fault("status", status=500, operation="ListWebhookReceivers", skip=1)
+    result = create(retries=1)
+    assert result.state == "success"
+    assert len(emulator.store.list("receivers")) == 1
+    assert emulator.stats["graphql_operations"]["CreateWebhookReceiver"] == 1
