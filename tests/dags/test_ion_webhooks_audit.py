@@ -1,0 +1,126 @@
+"""The example DAG dags/ion_webhooks_audit.py: parses cleanly and runs for real (dag.test()) on the emulator."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dag_runner import DagRunResult, _collect
+
+DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "ion_webhooks_audit.py"
+URI = "https://airflow.example.com/ion-webhooks/v1/receivers/airflow-factory-events"
+
+pytestmark = pytest.mark.usefixtures("airflow_db", "ion_default_conn")
+
+
+@pytest.fixture
+def inbox_env(tmp_path, monkeypatch) -> str:
+    """A fresh inbox for the DAG's auto-detection (the session's AIRFLOW_HOME may hold another test's)."""
+    url = f"sqlite:///{tmp_path / 'inbox.db'}"
+    monkeypatch.setenv("AIRFLOW_ION_INBOX_URL", url)
+    return url
+
+
+def run_example_dag(conf: dict[str, Any] | None = None) -> tuple[DagRunResult, Any]:
+    dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    path = dags / DAG_FILE.name
+    shutil.copy(DAG_FILE, path)
+    try:
+        spec = importlib.util.spec_from_file_location("ion_webhooks_audit_example", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dag_run = module.dag.test(run_conf=conf)
+        return _collect(module.dag.dag_id, dag_run), module
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def xcom(result: DagRunResult, task_id: str, key: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == result.dag_id,
+                XComModel.run_id == result.run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+            )
+        ).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None
+
+
+def asset_events(result: DagRunResult) -> list[dict[str, Any]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == "ion://webhooks/audit", AssetEvent.source_run_id == result.run_id)
+        ).all()
+        return [dict(row.extra or {}) for row in rows]
+
+
+def seed_expected(emulator, *, drop: str | None = None) -> dict[str, Any]:
+    receiver = emulator.store.create_receiver({"name": "airflow-factory-events", "webhookUri": URI})
+    for pair in ("RUNS/CREATE", "RUNS/UPDATE", "ISSUES/CREATE"):
+        if pair != drop:
+            resource, action = pair.split("/")
+            emulator.store.create_subscription({"receiverId": receiver["id"], "resource": resource, "action": action})
+    return receiver
+
+
+def test_dag_parses_without_errors_or_warnings() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bag = DagBag(str(DAG_FILE))
+    assert bag.import_errors == {}
+    assert [str(w.message) for w in caught] == []
+    dag = bag.get_dag("ion_webhooks_audit")
+    assert dag.doc_md and {t.task_id for t in dag.tasks} == {"audit", "notify", "fail_run_if_audit_failed"}
+    assert dag.schedule == "@daily"
+
+
+def test_clean_run_reports_to_xcom_asset_event_and_notify(emulator, inbox_env) -> None:
+    seed_expected(emulator)
+    result, _ = run_example_dag()
+    assert result.state == "success", result.tasks
+    assert result["audit"].state == "success" and result["notify"].state == "success"
+    assert result["fail_run_if_audit_failed"].state == "skipped"
+    report = xcom(result, "audit", "report")
+    assert report["findings"] == [] and report["inbox"]["checked"] is True
+    assert report["expected"][0]["subscriptions"] == ["RUNS/CREATE", "RUNS/UPDATE", "ISSUES/CREATE"]
+    assert "0 error(s), 0 warning(s)" in result["notify"].xcom
+    [extra] = asset_events(result)
+    assert extra["summary"] == {"error": 0, "warning": 0, "info": 0} and extra["counts"]["subscriptions"] == 3
+
+
+def test_drift_fails_the_run_but_notifies_then_fix_repairs_it(emulator, inbox_env) -> None:
+    seed_expected(emulator, drop="RUNS/UPDATE")
+    failed, _ = run_example_dag()
+    assert failed.state == "failed"
+    assert failed["audit"].state == "failed" and failed["notify"].state == "success"
+    assert failed["fail_run_if_audit_failed"].state == "failed"
+    assert "subscription_missing" in failed["notify"].xcom and "RUNS/UPDATE" in failed["notify"].xcom
+    assert asset_events(failed) == []  # no asset event from a failed task
+
+    fixed, _ = run_example_dag({"fix": True})
+    assert fixed.state == "success"
+    assert [c["change"] for c in xcom(fixed, "audit", "report")["fixed"]] == ["created"]
+    assert "1 change(s) applied" in fixed["notify"].xcom
+    again, _ = run_example_dag()
+    assert again.state == "success" and xcom(again, "audit", "report")["findings"] == []
