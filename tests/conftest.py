@@ -28,6 +28,7 @@ os.environ.update(
     }
 )
 # Imported only now, after AIRFLOW_HOME is set (it does not import Airflow today; keep it that way).
+from airflow_provider_ion.emulator.delivery_settings import DeliverySettings  # noqa: E402
 from airflow_provider_ion.emulator.server import EmulatorServer  # noqa: E402
 
 
@@ -38,7 +39,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[EmulatorServer]:
     """One real ION emulator (uvicorn in a thread on a free 127.0.0.1 port) for the whole session."""
-    with EmulatorServer() as server:
+    # loopback_only: a test's receiver at https://*.example.com must never cause a real connection.
+    with EmulatorServer(delivery=DeliverySettings(loopback_only=True)) as server:
         yield server
 
 

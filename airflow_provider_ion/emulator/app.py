@@ -5,6 +5,10 @@
 | ``POST /realms/api-keys/protocol/openid-connect/token`` (also under ``/auth``) | OAuth2 client credentials |
 | ``POST /graphql`` | ION's GraphQL API (webhook models + domain objects) |
 | ``/_emulator/...`` | health, stats, reset, faults, change log, token expiry (loopback only) |
+| ``/_emulator/fire``, ``/_emulator/deliveries/...`` | webhook deliveries: fire, settings, faults, wait |
+
+Webhook deliveries go out from a :class:`~airflow_provider_ion.emulator.delivery.Deliveries` worker
+attached to the emulator's store (``app.state.deliveries``).
 
 Run it with :class:`airflow_provider_ion.emulator.server.EmulatorServer`, ``airflow-ion emulator``, or
 ``uvicorn --factory airflow_provider_ion.emulator.app:create_app`` (defaults, in memory).
@@ -17,19 +21,25 @@ from starlette.routing import Route
 
 from airflow_provider_ion.emulator.control import ROUTES as CONTROL_ROUTES
 from airflow_provider_ion.emulator.core import Emulator
+from airflow_provider_ion.emulator.delivery import Deliveries
+from airflow_provider_ion.emulator.delivery_control import ROUTES as DELIVERY_ROUTES
 from airflow_provider_ion.emulator.graphql_endpoint import graphql_endpoint
 from airflow_provider_ion.emulator.token_endpoint import LEGACY_TOKEN_PATH, TOKEN_PATH, token_endpoint
 
 
-def create_app(emulator: Emulator | None = None) -> Starlette:
-    """An ASGI app serving ``emulator`` (a fresh in-memory one by default) at ``app.state.emulator``."""
+def create_app(emulator: Emulator | None = None, deliveries: Deliveries | None = None) -> Starlette:
+    """An ASGI app serving ``emulator`` (a fresh in-memory one by default) at ``app.state.emulator``,
+    delivering webhooks with ``deliveries`` (a new worker on the emulator's store by default; pass one
+    to choose its settings, and create one per store only, or every change is delivered twice)."""
     app = Starlette(
         routes=[
             Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
             Route(LEGACY_TOKEN_PATH, token_endpoint, methods=["POST"]),
             Route("/graphql", graphql_endpoint, methods=["POST"]),
             *CONTROL_ROUTES,
+            *DELIVERY_ROUTES,
         ]
     )
     app.state.emulator = emulator if emulator is not None else Emulator()
+    app.state.deliveries = deliveries if deliveries is not None else Deliveries(app.state.emulator.store)
     return app

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from airflow_provider_ion.emulator.core import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from airflow_provider_ion.emulator.delivery_settings import DeliverySettings, parse_schedule
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="let non-loopback clients use the unauthenticated /_emulator control routes",
     )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _add_delivery_arguments(parser.add_argument_group("webhook delivery"))
+
+
+def _add_delivery_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--retry-schedule",
+        default=None,
+        help="comma-separated seconds to wait after failed attempt 1, 2, ... (last repeats); "
+        "default: 10,60,300,... over about 3 days",
+    )
+    group.add_argument("--max-attempts", type=int, default=None, help="attempts per event (default: schedule + 1)")
+    group.add_argument("--delivery-timeout", type=float, default=10.0, help="seconds per attempt (default: 10)")
+    group.add_argument("--delivery-concurrency", type=int, default=16, help="attempts in flight (default: 16)")
+    group.add_argument("--signature-header", default="x-ion-signature", help="default: %(default)s")
+    group.add_argument("--signature-algorithm", default="sha256", help="hashlib name (default: %(default)s)")
+    group.add_argument("--signature-encoding", default="hex", choices=["hex", "base64"], help="default: hex")
+    group.add_argument("--signature-prefix", default="sha256=", help="default: %(default)s")
+    group.add_argument("--accept-any-2xx", action="store_true", help="count any 2xx as success, not only expected")
+    group.add_argument("--no-http-loopback", action="store_true", help="refuse plain http even to loopback")
+    group.add_argument("--no-verify-tls", action="store_true", help="accept any receiver certificate")
+    group.add_argument("--loopback-only", action="store_true", help="deliver to loopback receivers only")
+
+
+def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
+    """The delivery settings the flags describe (``ValueError`` for invalid ones)."""
+    from airflow_provider_ion.webhooks.signature import SignatureScheme
+
+    values: dict = {
+        "timeout": args.delivery_timeout,
+        "concurrency": args.delivery_concurrency,
+        "max_attempts": args.max_attempts,
+        "accept_any_2xx": args.accept_any_2xx,
+        "allow_http_loopback": not args.no_http_loopback,
+        "verify_tls": not args.no_verify_tls,
+        "loopback_only": args.loopback_only,
+        "scheme": SignatureScheme(
+            header=args.signature_header,
+            algorithm=args.signature_algorithm,
+            encoding=args.signature_encoding,
+            prefix=args.signature_prefix,
+        ),
+    }
+    if args.retry_schedule is not None:
+        values["retry_schedule"] = parse_schedule(args.retry_schedule)
+    return DeliverySettings(**values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,11 +89,17 @@ def run(args: argparse.Namespace) -> int:
 
     from airflow_provider_ion.emulator.app import create_app
     from airflow_provider_ion.emulator.core import Emulator
+    from airflow_provider_ion.emulator.delivery import Deliveries
     from airflow_provider_ion.emulator.server import bind_socket
     from airflow_provider_ion.emulator.token_endpoint import TOKEN_PATH
 
     if args.token_lifetime < 1:
         print("--token-lifetime must be at least 1 second", file=sys.stderr)
+        return 2
+    try:
+        settings = delivery_settings(args)
+    except ValueError as exc:
+        print(f"Invalid delivery settings: {exc}", file=sys.stderr)
         return 2
     emulator = Emulator(
         client_id=args.client_id,
@@ -56,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         state_file=args.state_file,
         allow_remote_control=args.allow_remote_control,
     )
+    deliveries = Deliveries(emulator.store, settings)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
@@ -63,16 +116,23 @@ def run(args: argparse.Namespace) -> int:
         return 1
     port = sock.getsockname()[1]
     base = f"http://{args.host}:{port}"
+    waits = ",".join(f"{s:g}" for s in settings.retry_schedule)
     print(
         f"ION emulator on {base}\n  GraphQL: {base}/graphql\n  token:   {base}{TOKEN_PATH}\n"
-        f"  client id: {args.client_id}\n  state: {args.state_file or 'in memory'}",
+        f"  client id: {args.client_id}\n  state: {args.state_file or 'in memory'}\n"
+        f"  webhook retries: {settings.attempts} attempts, waits {waits} s",
         flush=True,
     )
     config = uvicorn.Config(
-        create_app(emulator), loop="asyncio", lifespan="off", log_level=args.log_level, timeout_graceful_shutdown=5
+        create_app(emulator, deliveries),
+        loop="asyncio",
+        lifespan="off",
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        deliveries.close()
     return 0

@@ -1,5 +1,7 @@
 """``/_emulator/*``: health, counters, reset, fault injection, the change log, token expiry.
 
+Webhook delivery has its own control routes (fire, settings, faults, wait): :mod:`.delivery_control`.
+
 These routes take no token (tests and the demo drive them directly) and therefore answer only
 loopback clients unless the emulator was started with ``allow_remote_control``; health is open to
 all, for container health checks.
@@ -23,15 +25,23 @@ async def health(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    return _guarded(request, lambda em: JSONResponse(em.stats.snapshot()))
+    def run(em: Emulator) -> Response:
+        deliveries = getattr(request.app.state, "deliveries", None)
+        extra = {"deliveries": deliveries.stats()} if deliveries is not None else {}
+        return JSONResponse({**em.stats.snapshot(), **extra})
+
+    return guarded(request, run)
 
 
 async def reset(request: Request) -> Response:
     def run(em: Emulator) -> Response:
+        deliveries = getattr(request.app.state, "deliveries", None)
+        if deliveries is not None:
+            deliveries.reset()
         em.reset()
         return JSONResponse({"reset": True})
 
-    return _guarded(request, run)
+    return guarded(request, run)
 
 
 async def faults(request: Request) -> Response:
@@ -55,11 +65,11 @@ async def faults(request: Request) -> Response:
             return JSONResponse({"fault": fault.to_dict()}, 201)
         return JSONResponse({"faults": [f.to_dict() for f in em.faults.pending()]})
 
-    return _guarded(request, run)
+    return guarded(request, run)
 
 
 async def changes(request: Request) -> Response:
-    return _guarded(request, lambda em: JSONResponse({"changes": em.store.changes}))
+    return guarded(request, lambda em: JSONResponse({"changes": em.store.changes}))
 
 
 async def expire_tokens(request: Request) -> Response:
@@ -67,10 +77,11 @@ async def expire_tokens(request: Request) -> Response:
         em.tokens.expire_all()
         return JSONResponse({"expired": True})
 
-    return _guarded(request, run)
+    return guarded(request, run)
 
 
-def _guarded(request: Request, action: Any) -> Response:
+def guarded(request: Request, action: Any) -> Any:
+    """``action(emulator)`` for loopback clients (or anyone with ``allow_remote_control``), else 403."""
     emulator: Emulator = request.app.state.emulator
     if not emulator.allow_remote_control and not _is_loopback(request):
         return JSONResponse({"error": "emulator control routes answer loopback clients only"}, 403)

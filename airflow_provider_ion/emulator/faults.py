@@ -11,6 +11,11 @@ Kinds:
 - ``drop``: close the connection without any HTTP response (:mod:`.disconnect`).
 ``when`` is ``"before"`` (nothing executed) or ``"after"`` (executed, then the fault); ``delay`` also
 applies to ``status`` and ``drop`` (wait, then fail). Defaults: status before; delay and drop after.
+``skip`` lets that many matching requests pass untouched first (the first listing succeeds, a later
+one fails).
+
+Webhook delivery faults (duplicates, drops, reordering on the way *to* receivers) are another queue:
+:mod:`.delivery_faults`.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Fault:
     query_contains: str | None = None
     endpoint: Endpoint = "graphql"
     remaining: int = 1
+    skip: int = 0
     id: int = 0
 
     def matches(self, endpoint: str, operation: str | None, query: str | None) -> bool:
@@ -66,6 +72,7 @@ def make_fault(
     query_contains: str | None = None,
     endpoint: Endpoint = "graphql",
     times: int = 1,
+    skip: int = 0,
 ) -> Fault:
     """Validate the arguments of one fault (shared by the Python API and ``POST /_emulator/faults``)."""
     if kind not in _DEFAULT_WHEN:
@@ -85,6 +92,8 @@ def make_fault(
         raise ValueError("delay must not be negative")
     if not isinstance(times, int) or times < 1:
         raise ValueError(f"times must be a positive integer, got {times!r}")
+    if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
+        raise ValueError(f"skip must be a non-negative integer, got {skip!r}")
     if retry_after is None and status == 429:
         retry_after = 1
     return Fault(
@@ -97,13 +106,25 @@ def make_fault(
         query_contains=query_contains,
         endpoint=endpoint,
         remaining=times,
+        skip=skip,
         id=next(_ids),
     )
 
 
 def fault_from_json(data: Mapping[str, Any]) -> Fault:
     """A fault from the JSON body of ``POST /_emulator/faults`` (same names as :func:`make_fault`)."""
-    allowed = {"kind", "status", "when", "delay", "retry_after", "operation", "query_contains", "endpoint", "times"}
+    allowed = {
+        "kind",
+        "status",
+        "when",
+        "delay",
+        "retry_after",
+        "operation",
+        "query_contains",
+        "endpoint",
+        "times",
+        "skip",
+    }
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
@@ -125,10 +146,14 @@ class FaultQueue:
         return fault
 
     def take(self, endpoint: str, operation: str | None = None, query: str | None = None) -> Fault | None:
-        """Consume one use of the first fault matching this request, if any."""
+        """Consume one use of the first fault matching this request, if any (a fault still skipping
+        lets the request pass it, counting one skip, and the next queued fault is considered)."""
         with self._lock:
             for fault in self._faults:
                 if fault.matches(endpoint, operation, query):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._faults.remove(fault)

@@ -7,6 +7,13 @@ Tests and the demo get a real HTTP server to talk to, plus direct handles on its
         ion.store.create_receiver({"name": "qa", "webhookUri": "https://example.test/hook"})
         ion.add_fault("status", status=503, operation="ListWebhookReceivers")
         ...  # point the hook at ion.token_url / ion.graphql_url with ion.client_id / ion.client_secret
+
+Webhook deliveries (see :mod:`.delivery`) run on their own worker thread; tests shorten the retry
+schedule, inject delivery faults and wait for the queue to drain::
+
+    with EmulatorServer(delivery=DeliverySettings(retry_schedule=(0.05, 0.1), max_attempts=5)) as ion:
+        ion.fire("RUNS", "CREATE", {"id": 1})
+        assert ion.wait_for_deliveries(10)
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.request import ProxyHandler, build_opener
@@ -23,6 +31,14 @@ import uvicorn
 
 from airflow_provider_ion.emulator.app import create_app
 from airflow_provider_ion.emulator.core import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator
+from airflow_provider_ion.emulator.delivery import Deliveries
+from airflow_provider_ion.emulator.delivery_faults import (
+    DeliveryFault,
+    DeliveryFaultKind,
+    DropWhen,
+    make_delivery_fault,
+)
+from airflow_provider_ion.emulator.delivery_settings import DeliverySettings
 from airflow_provider_ion.emulator.faults import Endpoint, Fault, FaultKind, FaultQueue, FaultWhen, make_fault
 from airflow_provider_ion.emulator.store import Store
 from airflow_provider_ion.emulator.token_endpoint import TOKEN_PATH
@@ -61,6 +77,7 @@ class EmulatorServer:
         state_file: str | os.PathLike[str] | None = None,
         allow_remote_control: bool = False,
         log_level: str = "warning",
+        delivery: DeliverySettings | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -71,7 +88,8 @@ class EmulatorServer:
             state_file=state_file,
             allow_remote_control=allow_remote_control,
         )
-        self.app = create_app(self.emulator)
+        self.deliveries = Deliveries(self.emulator.store, delivery)
+        self.app = create_app(self.emulator, self.deliveries)
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -118,6 +136,7 @@ class EmulatorServer:
         if self._socket is not None:
             self._socket.close()
         self._server = self._thread = self._socket = None
+        self.deliveries.close()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -175,8 +194,9 @@ class EmulatorServer:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """A snapshot of the request counters (see :meth:`Stats.snapshot`)."""
-        return self.emulator.stats.snapshot()
+        """A snapshot of the request counters (see :meth:`Stats.snapshot`), with ``deliveries``
+        (:meth:`Deliveries.stats`: events, attempts, sent, succeeded, failed, retries, pending, ...)."""
+        return {**self.emulator.stats.snapshot(), "deliveries": self.deliveries.stats()}
 
     @property
     def faults(self) -> FaultQueue:
@@ -212,8 +232,10 @@ class EmulatorServer:
         query_contains: str | None = None,
         endpoint: Endpoint = "graphql",
         times: int = 1,
+        skip: int = 0,
     ) -> Fault:
-        """Queue a fault for the next ``times`` matching requests (see :mod:`.faults` for the kinds)."""
+        """Queue a fault for the next ``times`` matching requests after ``skip`` have passed
+        (see :mod:`.faults` for the kinds)."""
         return self.emulator.faults.add(
             make_fault(
                 kind,
@@ -225,6 +247,7 @@ class EmulatorServer:
                 query_contains=query_contains,
                 endpoint=endpoint,
                 times=times,
+                skip=skip,
             )
         )
 
@@ -232,5 +255,63 @@ class EmulatorServer:
         return self.emulator.faults.clear()
 
     def reset(self) -> None:
-        """Empty store, no faults, zero counters, no valid tokens, default token lifetime."""
+        """Empty store, no faults, zero counters, no valid tokens, default token lifetime; queued
+        deliveries cancelled, delivery faults cleared, delivery settings back to the constructor's."""
+        self.deliveries.reset()
         self.emulator.reset()
+
+    # ---- webhook deliveries -----------------------------------------------------------------------
+
+    def fire(self, resource: str, action: str, data: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Fire ``(resource, action)`` with ``data`` through the same matching and delivery path as a
+        domain change, without a domain object. Returns the new WebhookEvent rows (``PENDING``)."""
+        return self.deliveries.fire(resource, action, data)
+
+    def wait_for_deliveries(self, timeout: float = 30.0) -> bool:
+        """True once every queued delivery is SUCCESS or FAILED; False when ``timeout`` ran out."""
+        return self.deliveries.wait_for_deliveries(timeout)
+
+    @property
+    def delivery_settings(self) -> DeliverySettings:
+        return self.deliveries.settings
+
+    def configure_deliveries(self, **changes: Any) -> DeliverySettings:
+        """Change delivery settings (``retry_schedule``, ``max_attempts``, ``timeout``, ``concurrency``,
+        ``scheme``, ``accept_any_2xx``, ``allow_http_loopback``, ``verify_tls``) until :meth:`reset`."""
+        return self.deliveries.configure(**changes)
+
+    def add_delivery_fault(
+        self,
+        kind: DeliveryFaultKind,
+        *,
+        times: int | None = 1,
+        copies: int = 2,
+        delay: float = 0.0,
+        when: DropWhen = "before",
+        batch: int = 10,
+        window: float = 0.5,
+        seed: int | None = None,
+        resource: str | None = None,
+        action: str | None = None,
+        receiver_id: int | str | None = None,
+    ) -> DeliveryFault:
+        """Queue a delivery fault (duplicate, delay, drop, reorder; see :mod:`.delivery_faults`) for the
+        next ``times`` matching attempts (events, for reorder); ``times=None`` until cleared."""
+        return self.deliveries.faults.add(
+            make_delivery_fault(
+                kind,
+                times=times,
+                copies=copies,
+                delay=delay,
+                when=when,
+                batch=batch,
+                window=window,
+                seed=seed,
+                resource=resource,
+                action=action,
+                receiver_id=receiver_id,
+            )
+        )
+
+    def clear_delivery_faults(self) -> int:
+        return self.deliveries.faults.clear()

@@ -8,17 +8,19 @@ Ids are integers that only grow (per table, like database sequences); ``_etag`` 
 update and writes must present the current one, the way ION detects lost updates.
 
 Every create/update/delete of a domain object ends in :meth:`Store.on_change`, called after the change
-is committed (and persisted, with a state file). That single hook point is where ION fires webhooks;
-for now it only appends to an in-memory change log.
+is committed (and persisted, with a state file). That single hook point is where ION fires webhooks:
+it appends to an in-memory change log and calls the listeners (:meth:`Store.add_listener`), which is
+how :class:`~airflow_provider_ion.emulator.delivery.Deliveries` turns changes into deliveries.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +30,11 @@ from airflow_provider_ion.emulator.domain import DOMAIN_KINDS, DomainKind
 from airflow_provider_ion.emulator.errors import BadUserInput, ConcurrencyConflict, NotFound
 from airflow_provider_ion.emulator.filters import compile_filters
 from airflow_provider_ion.emulator.persistence import SnapshotFile
+
+log = logging.getLogger(__name__)
+
+#: Called as ``listener(resource, action, obj)`` after each committed domain change, store lock held.
+ChangeListener = Callable[[str, str, dict[str, Any]], None]
 
 TYPE_NAMES: dict[str, str] = {
     "receivers": "WebhookReceiver",
@@ -49,6 +56,7 @@ _RECEIVER_FIELDS = (
     "headers",
 )
 _NULLABLE = {"description"}
+_EVENT_FIELDS = ("status", "attempts", "lastResponseCode", "lastError", "payload", "deliveredAt")
 
 
 def now_iso() -> str:
@@ -74,6 +82,7 @@ class Store:
         self._tables: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in TYPE_NAMES}
         self._next_id: dict[str, int] = dict.fromkeys(_SEQUENCES, 1)
         self._changes: list[dict[str, Any]] = []
+        self._listeners: list[ChangeListener] = []
         self._bulk_depth = 0
         self._file = SnapshotFile(state_file) if state_file is not None else None
         if self._file is not None and (snapshot := self._file.load()) is not None:
@@ -188,7 +197,7 @@ class Store:
     ) -> dict[str, Any]:
         """Record a webhook event for a subscription (receiver, resource and action come from it).
 
-        Tests use it to seed the audit trail; the delivery worker of a later issue will use it too.
+        Tests use it to seed the audit trail; the delivery worker records each delivery with it.
         """
         with self._lock:
             subscription = self._require("subscriptions", parse_id(subscription_id, "WebhookSubscription"))
@@ -207,6 +216,16 @@ class Store:
                     "deliveredAt": delivered_at,
                 },
             )
+            self._commit()
+            return _clone(obj)
+
+    def update_event(self, event_id: object, **fields: Any) -> dict[str, Any]:
+        """Record a delivery attempt on an event: any of ``status``, ``attempts``, ``lastResponseCode``,
+        ``lastError``, ``payload``, ``deliveredAt`` (the delivery worker's write; no etag, ION's own)."""
+        _reject_unknown(fields, _EVENT_FIELDS, "WebhookEvent")
+        with self._lock:
+            current = self._require("events", event_id)
+            obj = self._update("events", current, _clone(fields))
             self._commit()
             return _clone(obj)
 
@@ -253,8 +272,9 @@ class Store:
     def on_change(self, resource: str, action: str, obj: dict[str, Any]) -> None:
         """The one hook point for committed domain changes (``resource`` is a ResourceEnum value).
 
-        Today it only records the change; the webhook delivery issue makes it fire signed deliveries to
-        every active matching subscription and record their WebhookEvent rows.
+        Records the change, then calls each listener (the delivery worker fires signed deliveries to
+        every active matching subscription and records their WebhookEvent rows). A failing listener
+        is logged, never raised: the change is committed and the caller's mutation succeeded.
         """
         with self._lock:
             self._changes.append(
@@ -266,6 +286,21 @@ class Store:
                     "at": now_iso(),
                 }
             )
+            for listener in list(self._listeners):
+                try:
+                    listener(resource, action, _clone(obj))
+                except Exception:
+                    log.exception("Change listener failed for %s %s", resource, action)
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Call ``listener(resource, action, obj)`` after every committed domain change."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: ChangeListener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     @property
     def changes(self) -> list[dict[str, Any]]:
