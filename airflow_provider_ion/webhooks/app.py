@@ -19,6 +19,7 @@ Answers carry a short generic reason and never echo secrets, signatures or the b
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -46,6 +47,9 @@ from airflow_provider_ion.webhooks.signature import DEFAULT_SCHEME, SignatureSch
 log = logging.getLogger(__name__)
 
 MOUNT_PATH = "/ion-webhooks"
+#: Rejections for names not (yet) known to have a secret are counted under this one name, so made-up
+#: names cannot grow the counters table.
+UNKNOWN_RECEIVER = "(unknown receiver)"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 CONFIG_SECTION = "ion_webhooks"
 
@@ -74,6 +78,8 @@ class ReceiverSettings:
     required_fields: tuple[str, ...] = ("event_id", "resource")
     #: Answered on success when ION's expectedResponseCode for the receiver is unknown.
     default_response_code: int = 200
+    #: Seconds between writes of the rejection counters to the inbox (read by the subscription audit).
+    rejection_flush_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:
@@ -173,6 +179,8 @@ class ReceiverApp:
                 secret_sources.append(ion_lookup_source(self.settings.ion_conn_id))
         self.secrets = SecretResolver(secret_sources, refresh_interval=self.settings.secret_refresh_interval)
         self.stats = ReceiverStats()
+        self._pending_rejections: Counter[tuple[str, str]] = Counter()
+        self._flush_task: asyncio.Task | None = None
         self._authorize_admin = authorize_admin
         self._allowed = [ipaddress.ip_network(c, strict=False) for c in self.settings.allowed_cidrs]
         self._proxies = [ipaddress.ip_network(c, strict=False) for c in self.settings.trusted_proxies]
@@ -194,6 +202,8 @@ class ReceiverApp:
             status, duplicate = await self._receive(request, name)
         except _Reject as reject:
             self.stats.rejected[reject.reason] += 1
+            known = self.secrets.peek(name) is not None
+            self._count_rejection(name if known else UNKNOWN_RECEIVER, reject.reason)
             log.info("Rejected delivery for receiver %r: %s (%d)", name, reject.reason, reject.status)
             return JSONResponse({"error": reject.reason}, reject.status, headers=reject.headers)
         if duplicate:
@@ -235,6 +245,22 @@ class ReceiverApp:
             log.error("Inbox unavailable; answering 503 so ION retries: %s", error)
             raise _Reject(503, "inbox unavailable", {"Retry-After": "5"}) from None
         return (found.expected_response_code or self.settings.default_response_code), appended.duplicate
+
+    def _count_rejection(self, receiver: str, reason: str) -> None:
+        """Count in memory; a background flush writes the batch to the inbox every few seconds."""
+        self._pending_rejections[(receiver, reason)] += 1
+        if self._flush_task is None:
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_rejections_later())
+
+    async def _flush_rejections_later(self) -> None:
+        try:
+            await asyncio.sleep(self.settings.rejection_flush_interval)
+            batch, self._pending_rejections = self._pending_rejections, Counter()
+            await run_in_threadpool(self.inbox.add_rejections, batch)
+        except InboxUnavailable as error:  # counters are diagnostics: never fail a request over them
+            log.warning("Could not record %d rejection count(s): %s", sum(batch.values()), error)
+        finally:
+            self._flush_task = None
 
     async def _read_body(self, request: Request) -> bytes:
         cap = self.settings.max_body_bytes

@@ -241,6 +241,15 @@ class Inbox:
             sa.Column("seq", sa.BigInteger(), nullable=False),
             sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         )
+        # Deliveries the receiver refused, counted per receiver, reason and hour (for the audit).
+        self.rejections = sa.Table(
+            f"{table_prefix}_rejections",
+            self.metadata,
+            sa.Column("receiver", sa.String(255), primary_key=True),
+            sa.Column("reason", sa.String(128), primary_key=True),
+            sa.Column("hour", sa.DateTime(timezone=True), primary_key=True),
+            sa.Column("count", sa.BigInteger(), nullable=False),
+        )
         full_name = f"{schema}.{self.events.name}" if schema else self.events.name
         # Stable signed 64-bit key for pg_advisory_xact_lock, one per inbox table.
         self._lock_key = int.from_bytes(hashlib.blake2b(full_name.encode(), digest_size=8).digest(), "big", signed=True)
@@ -569,6 +578,40 @@ class Inbox:
         with self._connect("cursor", write=False) as conn:
             return {row.consumer: int(row.seq) for row in conn.execute(sa.select(self.cursors))}
 
+    # -- rejections ----------------------------------------------------------------------------------------
+
+    def add_rejections(self, counts: Mapping[tuple[str, str], int], at: datetime | None = None) -> None:
+        """Add ``{(receiver, reason): n}`` to the hourly rejection counters (one upsert per pair).
+
+        The receiver batches its counts and calls this every few seconds, so refused (possibly forged)
+        requests cost no write each.
+        """
+        if not counts:
+            return
+        hour = _utc(at).replace(minute=0, second=0, microsecond=0)
+        table = self.rejections
+        with self._connect("rejections", write=True) as conn:
+            for (receiver, reason), n in counts.items():
+                statement = self._insert()(table).values(receiver=receiver, reason=reason, hour=hour, count=int(n))
+                conn.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["receiver", "reason", "hour"],
+                        set_={"count": table.c.count + statement.excluded.count},
+                    )
+                )
+
+    def rejection_counts(self, *, since: datetime | None = None) -> dict[str, dict[str, int]]:
+        """``{receiver: {reason: n}}`` over the hours from ``since`` (its hour included) on."""
+        c = self.rejections.c
+        query = sa.select(c.receiver, c.reason, sa.func.sum(c.count).label("n")).group_by(c.receiver, c.reason)
+        if since is not None:
+            query = query.where(c.hour >= _utc(since).replace(minute=0, second=0, microsecond=0))
+        out: dict[str, dict[str, int]] = {}
+        with self._connect("rejections", write=False) as conn:
+            for row in conn.execute(query):
+                out.setdefault(row.receiver, {})[row.reason] = int(row.n)
+        return out
+
     # -- retention and stats -----------------------------------------------------------------------------
 
     def purge(self, older_than: timedelta | None = None) -> int:
@@ -587,7 +630,10 @@ class Inbox:
                 count = conn.execute(sa.delete(self.events).where(c.seq.in_(batch.scalar_subquery()))).rowcount
             deleted += count
             if count < _PURGE_BATCH:
-                return deleted
+                break
+        with self._connect("purge", write=True) as conn:
+            conn.execute(sa.delete(self.rejections).where(self.rejections.c.hour < cutoff))
+        return deleted
 
     def stats(self) -> dict[str, Any]:
         """Counts, time range, latest seq and every consumer's cursor and lag; JSON-serialisable."""

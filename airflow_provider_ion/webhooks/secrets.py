@@ -159,6 +159,12 @@ class SecretResolver:
             return entry.value
         return self._fetch(receiver)
 
+    def peek(self, receiver: str) -> ReceiverSecrets | None:
+        """The cached secrets of ``receiver``, without looking anything up."""
+        with self._lock:
+            entry = self._cache.get(receiver)
+        return entry.value if entry is not None else None
+
     def refresh(self, receiver: str) -> ReceiverSecrets | None:
         """Look again (after a signature mismatch), unless this receiver was looked up recently."""
         with self._lock:

@@ -203,6 +203,8 @@ def test_each_kind_of_drift_is_found(emulator, tmp_path) -> None:
             inbox.append("factory", n, {"event_id": n, "resource": "RUNS", "action": "CREATE"})
         inbox.set_cursor("slow-consumer", 1)
         inbox.set_cursor("fast-consumer", 5)
+        # What the receiver writes when it refuses deliveries (it batches them in memory first).
+        inbox.add_rejections({("factory", "signature mismatch"): 4, ("factory", "body too large"): 1})
 
     result = audit(expected=spec, fail_on="never", check_inbox=True, inbox_url=inbox_url, max_consumer_lag=2)
     assert result["audit"].state == "success"
@@ -239,6 +241,9 @@ def test_each_kind_of_drift_is_found(emulator, tmp_path) -> None:
     assert failures["plain"]["severity"] == "warning" and failures["plain"]["details"]["total"] == 2
     lag = one("consumer_lagging")
     assert lag["object"]["name"] == "slow-consumer" and lag["details"]["lag"] == 4
+    rejected = one("signature_rejections")
+    assert rejected["object"]["name"] == "factory"
+    assert rejected["details"]["reasons"] == {"signature mismatch": 4, "body too large": 1}
     assert report["inbox"]["checked"] is True
     assert set(found) <= set(FINDING_CODES)
     assert report["summary"]["error"] == sum(f["severity"] == "error" for f in report["findings"])

@@ -6,6 +6,7 @@ import json
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -248,6 +249,26 @@ def _rotate(client: httpx.Client, source: StaticSecrets, clock: list[float]) -> 
     clock[0] += 61
     assert client.post(PATH, content=body, headers=signed_new).status_code == 200
     assert source.calls == 2
+
+
+def test_rejections_are_counted_in_the_inbox_in_batches(inbox, source) -> None:
+    app = ReceiverApp(ReceiverSettings(rejection_flush_interval=0.2), inbox=inbox, secret_sources=[source])
+    body = delivery(1)
+    with serve(app.asgi) as base, httpx.Client(base_url=base) as client:
+        for _ in range(3):
+            assert client.post(PATH, content=body, headers=headers_for(body, "forged")).status_code == 401
+        for i in range(2):
+            assert client.post(f"/ion-webhooks/v1/receivers/made-up-{i}", content=body).status_code == 415
+            response = client.post(f"/ion-webhooks/v1/receivers/made-up-{i}", content=body, headers=headers_for(body))
+            assert response.status_code == 404
+        assert inbox.rejection_counts() == {}  # not one write per refused request
+        deadline = time.monotonic() + 5
+        while not inbox.rejection_counts() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert inbox.rejection_counts() == {
+        "factory": {"signature mismatch": 3},
+        "(unknown receiver)": {"unknown receiver": 2, "content type must be application/json": 2},
+    }
 
 
 def test_unknown_receiver_names_cannot_hammer_the_lookup(inbox, source) -> None:

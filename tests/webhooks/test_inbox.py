@@ -165,6 +165,20 @@ def test_purge_by_age_and_seqs_keep_growing(inbox):
     assert inbox.append("r", "old", delivery(1)).duplicate is False  # purged ids are forgotten
 
 
+def test_rejection_counters_add_up_per_hour_and_are_purged(inbox):
+    now = datetime.now(UTC)
+    inbox.add_rejections({("r", "signature mismatch"): 2, ("(unknown receiver)", "unknown receiver"): 1})
+    inbox.add_rejections({("r", "signature mismatch"): 3})
+    inbox.add_rejections({("r", "signature mismatch"): 7}, at=now - timedelta(days=2))
+    assert inbox.rejection_counts(since=now - timedelta(hours=1)) == {
+        "r": {"signature mismatch": 5},
+        "(unknown receiver)": {"unknown receiver": 1},
+    }
+    assert inbox.rejection_counts()["r"] == {"signature mismatch": 12}
+    inbox.purge(timedelta(days=1))
+    assert inbox.rejection_counts()["r"] == {"signature mismatch": 5}
+
+
 def test_purge_in_batches(make_inbox, backend, monkeypatch):
     import airflow_provider_ion.webhooks.inbox as module
 
