@@ -1,4 +1,6 @@
-"""A real Airflow for end-to-end tests: api-server, scheduler, dag-processor and triggerer.
+"""A real local Airflow (api-server, scheduler, dag-processor, triggerer) as child processes.
+
+``make demo`` runs on it, and so do our end-to-end tests; use it for end-to-end tests of your own DAGs.
 
 Each component runs in its own process group (``start_new_session=True``) and is ended by that
 group's id, so the children Airflow forks (executor workers, task supervisors) go with it and no test
@@ -51,7 +53,7 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
 
 
 class AirflowStack:
-    """Airflow 3 on SQLite (or a given DB URL) with this provider installed, for e2e tests.
+    """Airflow 3 on SQLite (or a given DB URL) with this provider installed, for demos and e2e tests.
 
     Example::
 
