@@ -32,6 +32,19 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {"integration-name": "ION", "python-modules": ["airflow_provider_ion.hooks.ion"]},
         ],
+        "operators": [
+            {
+                "integration-name": "ION",
+                "python-modules": ["airflow_provider_ion.operators.webhooks", "airflow_provider_ion.operators.audit"],
+            }
+        ],
+        "sensors": [
+            {"integration-name": "ION", "python-modules": ["airflow_provider_ion.sensors.webhook"]},
+        ],
+        "triggers": [
+            {"integration-name": "ION", "python-modules": ["airflow_provider_ion.triggers.webhook"]},
+        ],
+        "plugins": [{"name": "ion", "plugin-class": "airflow_provider_ion.plugins.IonPlugin"}],
         "connection-types": [
             {
                 "connection-type": "ion",

@@ -1,0 +1,180 @@
+"""Wait in a task for an ION webhook event (deferrable by default) and return it.
+
+Imported by DAG files at parse time: no SQLAlchemy, httpx or gql at import (the inbox is imported when
+the task runs).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_provider_ion.triggers.matching import EventFilter, normalize_names
+from airflow_provider_ion.triggers.webhook import IonWebhookWaitTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["IonWebhookSensor"]
+
+#: Events read per inbox query when looking for a match.
+_PAGE = 500
+
+
+class IonWebhookSensor(BaseSensorOperator):
+    """Wait for an ION webhook event that matches; return it (XCom ``return_value``).
+
+    The returned value is ``InboxEvent.to_dict()``: ``event_id``, ``receiver``, ``resource``,
+    ``action``, ``payload`` (the delivery body), ``seq``, ``subscription_id``, ``received_at``.
+
+    Example::
+
+        IonWebhookSensor(task_id="wait_for_issue", resource="ISSUES", action="CREATE",
+                         match={"data.runId": "{{ params.run_id }}"}, timeout=3600)
+
+    Events are looked for from the DAG run's start (its ``start_date``, else its logical date), so an
+    event that arrived after the run started but before this task ran is not missed. ``since`` changes
+    that: a datetime (or ISO 8601 string), a ``timedelta`` back from now, an ``int`` inbox seq (events
+    after it), or ``"now"`` (only events from the moment the task starts).
+
+    Deferrable by default: the task frees its worker slot and a trigger in the triggerer waits (one
+    shared inbox reader per triggerer, filters applied there). With ``deferrable=False`` it pokes the
+    inbox every ``poke_interval`` (one read per poke, from where the previous poke stopped).
+    ``timeout``, ``soft_fail``, ``mode`` behave as for any Airflow sensor.
+
+    :param resource: ION resource name(s) (``ISSUES``; a list means any), case-insensitive.
+    :param action: ION action name(s), case-insensitive.
+    :param receiver: only deliveries to this receiver.
+    :param match: ``{"data.runId": "{{ params.run_id }}"}``: dotted paths into the delivery body,
+        equality, a list means any of; ``"7"`` matches ``7`` (see ``airflow_provider_ion.triggers.matching``).
+    :param since: where to start looking (see above); templated.
+    :param inbox_url: default ``[ion_webhooks] inbox_url``, else ``$AIRFLOW_ION_INBOX_URL``, else
+        ``$AIRFLOW_HOME/ion_inbox.db``.
+    :param poll_interval: the trigger's inbox read interval (default ``[ion_webhooks] poll_interval``/0.2 s).
+    :param deferrable: wait in the triggerer (default) rather than in a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("receiver", "resource", "action", "match", "since", "inbox_url")
+    ui_color = "#d9f0ff"
+
+    def __init__(
+        self,
+        *,
+        resource: str | Iterable[str] | None = None,
+        action: str | Iterable[str] | None = None,
+        receiver: str | None = None,
+        match: Mapping[str, Any] | None = None,
+        since: datetime.datetime | datetime.timedelta | str | int | None = None,
+        inbox_url: str | None = None,
+        poll_interval: float | None = None,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.resource = resource
+        self.action = action
+        self.receiver = receiver
+        self.match = dict(match or {})
+        self.since = since
+        self.inbox_url = inbox_url
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+        self._position: int | None = None
+
+    # helpers --------------------------------------------------------------------------------------
+    def _filter(self) -> EventFilter:
+        return EventFilter.build(receiver=self.receiver, resource=self.resource, action=self.action, match=self.match)
+
+    def _inbox(self) -> Any:
+        from airflow_provider_ion.triggers._reader import get_inbox, resolve_inbox_url
+
+        return get_inbox(resolve_inbox_url(self.inbox_url))
+
+    def start_seq(self, context: Context) -> int:
+        """The seq after which events count (see ``since``)."""
+        inbox = self._inbox()
+        since = self.since
+        if isinstance(since, bool):
+            raise TypeError("since must be a datetime, timedelta, ISO string, int seq or 'now'")
+        if isinstance(since, int):
+            return since
+        if isinstance(since, str):
+            text = since.strip()
+            if text.lower() == "now":
+                return inbox.latest_seq()
+            if text.lstrip("-").isdigit():
+                return int(text)
+            since = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if isinstance(since, datetime.timedelta):
+            since = datetime.datetime.now(datetime.UTC) - since
+        if since is None:
+            dag_run = context.get("dag_run")
+            for name in ("start_date", "logical_date", "run_after"):
+                since = getattr(dag_run, name, None)
+                if since is not None:
+                    break
+            else:
+                since = datetime.datetime.now(datetime.UTC)
+        return inbox.seq_at_or_after(since) - 1
+
+    def _find(self, after: int) -> tuple[dict[str, Any] | None, int]:
+        """First match after ``after`` (paging through the inbox) and the seq read up to."""
+        inbox, event_filter = self._inbox(), self._filter()
+        resources, actions = normalize_names(self.resource), normalize_names(self.action)
+        while True:
+            events = inbox.read_after(
+                after, limit=_PAGE, receiver=self.receiver or None, resources=resources, actions=actions
+            )
+            for event in events:
+                if event_filter.matches(event):
+                    return event.to_dict(), event.seq
+            if events:
+                after = events[-1].seq
+            if len(events) < _PAGE:
+                return None, after
+
+    def _trigger(self, after: int) -> IonWebhookWaitTrigger:
+        return IonWebhookWaitTrigger(
+            after_seq=after,
+            receiver=self.receiver,
+            resource=self.resource,
+            action=self.action,
+            match=self.match,
+            inbox_url=self.inbox_url,
+            poll_interval=self.poll_interval,
+        )
+
+    # execution ------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        self._filter()  # a bad match path fails now, not in the triggerer
+        after = self.start_seq(context)
+        if not self.deferrable:
+            self._position = after
+            return super().execute(context)
+        found, _ = self._find(after)  # already there? no need to defer
+        if found is not None:
+            self.log.info("ION event %s already in the inbox", found["event_id"])
+            return found
+        self.log.info("Deferring: waiting for an ION event after inbox seq %d", after)
+        self.defer(
+            trigger=self._trigger(after),
+            method_name="execute_complete",
+            timeout=datetime.timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Resume from the trigger: the event is the task's return value."""
+        if event is not None:
+            self.log.info("ION event %s (%s/%s)", event.get("event_id"), event.get("resource"), event.get("action"))
+        return event
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        if self._position is None:
+            self._position = self.start_seq(context)
+        found, self._position = self._find(self._position)
+        if found is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=found)

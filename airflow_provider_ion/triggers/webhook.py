@@ -1,0 +1,302 @@
+"""Triggers that wait for ION webhook events in the inbox.
+
+- :class:`IonWebhookTrigger` (a ``BaseEventTrigger``) for ``AssetWatcher``: fires a ``TriggerEvent``
+  for every matching event, forever; Airflow turns each into an asset event whose ``extra["payload"]``
+  is the event (``InboxEvent.to_dict()``: ``event_id``, ``receiver``, ``resource``, ``action``,
+  ``payload``, ``seq``, ...).
+- :class:`IonWebhookWaitTrigger` (a plain ``BaseTrigger``) for deferred tasks
+  (:class:`~airflow_provider_ion.sensors.webhook.IonWebhookSensor`): fires once, with the first matching
+  event after a given seq.
+
+Both read through one shared inbox reader per triggerer process (``_reader``): N waiting triggers cost
+one inbox query per poll, not N. Filters run in the triggerer; a task is only woken for its event.
+
+Delivery into Airflow is at least once. An event trigger keeps a named cursor in the inbox (``consumer``;
+default ``ion-trigger-<hash of the filter>``, stable across DAG re-parses and processes) and resumes
+from it after any restart:
+
+- Airflow 3.3+: the trigger uses Airflow's shared streams in ack mode; a cursor moves past an event
+  only after Airflow persisted the trigger events derived from it (see ``_ack``).
+- Airflow 3.0-3.2 (no shared streams): ``run()`` reads on its own (still through the shared reader) and
+  saves its cursor ``standalone_commit_delay`` seconds (10 s) after Airflow took an event from the
+  trigger: a triggerer killed within that window delivers those events again (same ``event_id``),
+  it does not lose them, unless Airflow failed to persist an event it took more than 10 s earlier.
+
+This module is imported by DAG files at parse time: it imports no SQLAlchemy, httpx or gql.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Hashable, Iterable, Mapping
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
+
+from airflow_provider_ion.triggers.matching import EventFilter, normalize_names
+
+__all__ = ["IonWebhookTrigger", "IonWebhookWaitTrigger"]
+
+STREAM_KEY_PREFIX = "airflow_provider_ion.inbox"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-shaped copy with stable ordering: what serialize() stores (Airflow hashes it)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, set | frozenset):
+        return [_plain(v) for v in sorted(value, key=repr)]
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _FilterKwargs:
+    """The constructor arguments both triggers share, normalized so serialize() round-trips exactly."""
+
+    def _init_filter(
+        self,
+        receiver: str | None,
+        resource: str | Iterable[str] | None,
+        action: str | Iterable[str] | None,
+        match: Mapping[str, Any] | None,
+        inbox_url: str | None,
+        poll_interval: float | None,
+    ) -> None:
+        self.receiver = receiver or None
+        self.resource = normalize_names(resource)
+        self.action = normalize_names(action)
+        self.match = _plain(dict(match or {}))
+        self.inbox_url = inbox_url or None
+        self.poll_interval = None if poll_interval is None else float(poll_interval)
+        self.event_filter = EventFilter.build(
+            receiver=self.receiver, resource=self.resource, action=self.action, match=self.match
+        )
+
+    def _filter_kwargs(self) -> dict[str, Any]:
+        return {
+            "receiver": self.receiver,
+            "resource": self.resource,
+            "action": self.action,
+            "match": self.match,
+            "inbox_url": self.inbox_url,
+            "poll_interval": self.poll_interval,
+        }
+
+    def _resolved(self) -> tuple[str, float]:
+        from airflow_provider_ion.triggers._reader import resolve_inbox_url, resolve_poll_interval
+
+        return resolve_inbox_url(self.inbox_url), resolve_poll_interval(self.poll_interval)
+
+
+class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
+    """Fires for every ION webhook event in the inbox that matches; for ``AssetWatcher``.
+
+    Example::
+
+        runs_created = Asset("ion://runs/create", watchers=[AssetWatcher(
+            name="ion_runs_created", trigger=IonWebhookTrigger(resource="RUNS", action="CREATE"))])
+
+        with DAG("on_new_run", schedule=[runs_created]):
+            @task
+            def handle(*, triggering_asset_events):
+                for event in triggering_asset_events[runs_created]:
+                    ion_event = event.extra["payload"]        # {"event_id": ..., "payload": {...}}
+
+    Airflow creates one DAG run per asset event, except that events queued before the scheduler's next
+    loop are consumed by one run: iterate ``triggering_asset_events``. Use ``event_id`` to be idempotent
+    (delivery is at least once).
+
+    :param resource: ION resource name(s) (``RUNS``; a list means any), case-insensitive.
+    :param action: ION action name(s) (``CREATE``, ``UPDATE``...), case-insensitive.
+    :param receiver: only deliveries to this receiver (its name in the URL).
+    :param match: ``{"data.runId": 7}``: dotted paths into the delivery body; see ``triggers.matching``.
+    :param consumer: name of this trigger's cursor in the inbox. Default: derived from the filter, so it
+        survives re-parses; set it to keep the position when you change the filter.
+    :param inbox_url: default ``[ion_webhooks] inbox_url``, else ``$AIRFLOW_ION_INBOX_URL``, else
+        ``$AIRFLOW_HOME/ion_inbox.db``. Resolved in the triggerer, never at parse time.
+    :param poll_interval: seconds between inbox reads (SQLite; PostgreSQL is woken by NOTIFY). Default
+        ``[ion_webhooks] poll_interval`` or 0.2.
+    """
+
+    #: Airflow < 3.3 (no ack mode): seconds between handing an event to Airflow and saving the cursor.
+    standalone_commit_delay: float = 10.0
+
+    def __init__(
+        self,
+        *,
+        resource: str | Iterable[str] | None = None,
+        action: str | Iterable[str] | None = None,
+        receiver: str | None = None,
+        match: Mapping[str, Any] | None = None,
+        consumer: str | None = None,
+        inbox_url: str | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        super().__init__()
+        self._init_filter(receiver, resource, action, match, inbox_url, poll_interval)
+        self.consumer = consumer or None
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            **self._filter_kwargs(),
+            "consumer": self.consumer,
+        }
+
+    @property
+    def consumer_name(self) -> str:
+        """The inbox cursor this trigger reads from and advances."""
+        return self.consumer or f"ion-trigger-{self.event_filter.fingerprint()}"
+
+    # Airflow 3.3+ shared streams ----------------------------------------------------------------
+    def shared_stream_key(self) -> Hashable | None:
+        url, poll_interval = self._resolved()
+        return (STREAM_KEY_PREFIX, url, poll_interval)
+
+    @classmethod
+    def create_shared_stream_producer(cls, kwargs: dict[str, Any]) -> Any:
+        from airflow_provider_ion.triggers._ack import IonInboxProducer
+
+        trigger = cls(**kwargs)
+        key = trigger.shared_stream_key()
+        assert key is not None
+        _, url, poll_interval = key  # type: ignore[misc]
+        return IonInboxProducer(key, url, poll_interval)
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_ion.triggers._ack import Subscription, stream_state
+        from airflow_provider_ion.triggers._reader import get_inbox
+
+        key = self.shared_stream_key()
+        url, _ = self._resolved()
+        cursor = await _retrying(start_cursor, get_inbox(url), self.consumer_name)
+        self.log.info("ION inbox consumer %s resumes after seq %d (%s)", self.consumer_name, cursor, url)
+        sub = Subscription(consumer=self.consumer_name, cursor=cursor)
+        state = stream_state(key)
+        state.join(sub)
+        try:
+            last = cursor
+            async for raw in shared_stream:
+                sub.last_index = raw.index
+                if sub.served_gen is None or raw.gen < sub.served_gen:
+                    continue  # read before our join was served: it comes again, in order
+                event = raw.event
+                if event.seq <= last:
+                    continue
+                last = event.seq
+                raw.seen_by.add(sub)
+                if self.event_filter.matches(event):
+                    raw.fired_by.add(sub)
+                    yield TriggerEvent(event.to_dict())
+        finally:
+            state.leave(sub)
+
+    # Standalone (Airflow < 3.3, or run() called directly) ----------------------------------------
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_ion.triggers._reader import get_inbox, get_reader
+
+        url, poll_interval = self._resolved()
+        inbox = get_inbox(url)
+        consumer = self.consumer_name
+        cursor = await _retrying(start_cursor, inbox, consumer)
+        waiter = get_reader(url, poll_interval).add_waiter(cursor, accept=self.event_filter.matches)
+        taken: list[tuple[float, int]] = []  # (monotonic time Airflow took it, seq up to which it is done)
+        saved = cursor
+        try:
+            while True:
+                delivery = await waiter.get(timeout=self.standalone_commit_delay)
+                if delivery is not None:
+                    events, upto = delivery
+                    for event in events:
+                        yield TriggerEvent(event.to_dict())
+                        taken.append((time.monotonic(), event.seq))
+                    taken.append((time.monotonic(), upto))
+                due = time.monotonic() - self.standalone_commit_delay
+                ready = [seq for at, seq in taken if at <= due]
+                if ready and max(ready) > saved:
+                    saved = max(ready)
+                    await asyncio.to_thread(inbox.set_cursor, consumer, saved)
+                taken = [(at, seq) for at, seq in taken if at > due]
+        finally:
+            waiter.close()
+
+
+async def _retrying(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a thread, retried with back-off: an inbox that is down delays a trigger, never fails it."""
+    from airflow_provider_ion.triggers._reader import ERROR_BACKOFF, log
+
+    failures = 0
+    while True:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as error:
+            delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+            failures += 1
+            log.warning("ION inbox unavailable (retrying in %.1fs): %s", delay, error)
+            await asyncio.sleep(delay)
+
+
+def start_cursor(inbox: Any, consumer: str) -> int:
+    """The consumer's saved cursor; a new consumer starts at the newest event (and is saved at once).
+
+    Saved at once so that events arriving between this start and the first advance are not skipped by
+    a later start that would otherwise begin at a newer "newest event".
+    """
+    import sqlalchemy as sa
+
+    table = inbox.cursors
+    with inbox.engine.connect() as conn:
+        value = conn.execute(sa.select(table.c.seq).where(table.c.consumer == consumer)).scalar()
+    if value is not None:
+        return int(value)
+    return inbox.set_cursor(consumer, inbox.latest_seq())
+
+
+class IonWebhookWaitTrigger(_FilterKwargs, BaseTrigger):
+    """Fires once, with the first matching event whose seq is greater than ``after_seq``; for deferred tasks.
+
+    Not an event trigger: it holds no cursor. Restarted by a triggerer restart, it reads again from
+    ``after_seq`` and finds the same first event, so the task always resumes with the first match.
+
+    Example (what :class:`~airflow_provider_ion.sensors.webhook.IonWebhookSensor` does)::
+
+        self.defer(trigger=IonWebhookWaitTrigger(resource="ISSUES", action="CREATE",
+                                                 match={"data.runId": "7"}, after_seq=1234),
+                   method_name="execute_complete")
+    """
+
+    def __init__(
+        self,
+        *,
+        after_seq: int,
+        resource: str | Iterable[str] | None = None,
+        action: str | Iterable[str] | None = None,
+        receiver: str | None = None,
+        match: Mapping[str, Any] | None = None,
+        inbox_url: str | None = None,
+        poll_interval: float | None = None,
+    ) -> None:
+        super().__init__()
+        self._init_filter(receiver, resource, action, match, inbox_url, poll_interval)
+        self.after_seq = int(after_seq)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", {
+            **self._filter_kwargs(),
+            "after_seq": self.after_seq,
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_ion.triggers._reader import get_reader
+
+        url, poll_interval = self._resolved()
+        waiter = get_reader(url, poll_interval).add_waiter(self.after_seq, accept=self.event_filter.matches)
+        try:
+            while True:
+                events, _upto = await waiter.get()
+                if events:
+                    yield TriggerEvent(events[0].to_dict())
+                    return
+        finally:
+            waiter.close()
