@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+demo: $(STAMP)
+	$(BIN)/airflow-ion demo $(DEMO_ARGS)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -29,3 +32,22 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo
+
+# Benchmarks: each writes its section of benchmarks/RESULTS.md; BENCH_ARGS="--quick" for tiny counts.
+.PHONY: bench bench-receiver bench-airflow bench-fanout bench-parse bench-hook
+bench: bench-receiver bench-airflow bench-fanout bench-parse bench-hook
+
+bench-receiver: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_receiver $(BENCH_ARGS)
+
+bench-airflow: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_airflow $(BENCH_ARGS)
+
+bench-fanout: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_fanout $(BENCH_ARGS)
+
+bench-parse: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_parse $(BENCH_ARGS)
+
+bench-hook: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_hook $(BENCH_ARGS)

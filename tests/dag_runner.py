@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,21 +45,54 @@ with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz=
 """
 
 
-def run_dag_source(body: str, *, imports: str = "", conf: dict | None = None) -> DagRunResult:
+def run_dag_source(body: str, *, imports: str = "", conf: dict | None = None, run_after: Any = None) -> DagRunResult:
     """Write a DAG (``body`` = indented task definitions), run it with ``dag.test()``, collect results."""
     dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     dag_id = f"test_{uuid.uuid4().hex[:10]}"
     path = dags / f"{dag_id}.py"
     path.write_text(DAG_TEMPLATE.format(imports=imports, dag_id=dag_id, body=body))
     try:
-        spec = importlib.util.spec_from_file_location(dag_id, path)
-        module = importlib.util.module_from_spec(spec)
-        assert spec.loader is not None
-        spec.loader.exec_module(module)
-        dag_run = module.dag.test(run_conf=conf)
-        return _collect(dag_id, dag_run)
+        return _run_module(dag_id, path, conf, run_after)
     finally:
         path.unlink(missing_ok=True)
+
+
+def run_dag_file(source: Path, *, conf: dict | None = None) -> DagRunResult:
+    """Copy an existing DAG file (one DAG, module attribute ``dag``) into the DAGs folder and run it."""
+    dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    path = dags / source.name
+    shutil.copy(source, path)
+    try:
+        return _run_module(source.stem, path, conf)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _run_module(name: str, path: Path, conf: dict | None, run_after: Any = None) -> DagRunResult:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag_run = module.dag.test(run_conf=conf, run_after=run_after)
+    return _collect(module.dag.dag_id, dag_run)
+
+
+def xcom(result: DagRunResult, task_id: str, key: str = "return_value") -> Any:
+    """Any XCom of a finished run (``result[task_id].xcom`` holds only ``return_value``)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == result.dag_id,
+                XComModel.run_id == result.run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+            )
+        ).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None
 
 
 def run_operator(operator_class: type, *, task_id: str = "op", retries: int = 0, **kwargs: Any) -> DagRunResult:

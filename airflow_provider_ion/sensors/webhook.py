@@ -35,8 +35,9 @@ class IonWebhookSensor(BaseSensorOperator):
         IonWebhookSensor(task_id="wait_for_issue", resource="ISSUES", action="CREATE",
                          match={"data.runId": "{{ params.run_id }}"}, timeout=3600)
 
-    Events are looked for from the DAG run's start (its ``start_date``, else its logical date), so an
-    event that arrived after the run started but before this task ran is not missed. ``since`` changes
+    Events are looked for from the DAG run's start (the earlier of its ``run_after``, when it was
+    triggered or became due, and its ``start_date``), so an event that arrived after the run was
+    triggered but before this task ran is not missed. ``since`` changes
     that: a datetime (or ISO 8601 string), a ``timedelta`` back from now, an ``int`` inbox seq (events
     after it), or ``"now"`` (only events from the moment the task starts).
 
@@ -111,13 +112,11 @@ class IonWebhookSensor(BaseSensorOperator):
         if isinstance(since, datetime.timedelta):
             since = datetime.datetime.now(datetime.UTC) - since
         if since is None:
+            # When the run was created or became due (run_after), or started, whichever came first: a run
+            # queued behind others starts later, and an event in between must still count.
             dag_run = context.get("dag_run")
-            for name in ("start_date", "logical_date", "run_after"):
-                since = getattr(dag_run, name, None)
-                if since is not None:
-                    break
-            else:
-                since = datetime.datetime.now(datetime.UTC)
+            moments = [m for m in (getattr(dag_run, n, None) for n in ("run_after", "start_date")) if m is not None]
+            since = min(moments) if moments else datetime.datetime.now(datetime.UTC)
         return inbox.seq_at_or_after(since) - 1
 
     def _find(self, after: int) -> tuple[dict[str, Any] | None, int]:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dag_runner import DagRunResult, _collect
+from tests.dag_runner import DagRunResult, run_dag_file, xcom
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "ion_webhooks_audit.py"
 URI = "https://airflow.example.com/ion-webhooks/v1/receivers/airflow-factory-events"
@@ -27,36 +24,8 @@ def inbox_env(tmp_path, monkeypatch) -> str:
     return url
 
 
-def run_example_dag(conf: dict[str, Any] | None = None) -> tuple[DagRunResult, Any]:
-    dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    path = dags / DAG_FILE.name
-    shutil.copy(DAG_FILE, path)
-    try:
-        spec = importlib.util.spec_from_file_location("ion_webhooks_audit_example", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        dag_run = module.dag.test(run_conf=conf)
-        return _collect(module.dag.dag_id, dag_run), module
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def xcom(result: DagRunResult, task_id: str, key: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == result.dag_id,
-                XComModel.run_id == result.run_id,
-                XComModel.task_id == task_id,
-                XComModel.key == key,
-            )
-        ).all()
-        return XComModel.deserialize_value(rows[0]) if rows else None
+def run_example_dag(conf: dict[str, Any] | None = None) -> DagRunResult:
+    return run_dag_file(DAG_FILE, conf=conf)
 
 
 def asset_events(result: DagRunResult) -> list[dict[str, Any]]:
@@ -97,7 +66,7 @@ def test_dag_parses_without_errors_or_warnings() -> None:
 
 def test_clean_run_reports_to_xcom_asset_event_and_notify(emulator, inbox_env) -> None:
     seed_expected(emulator)
-    result, _ = run_example_dag()
+    result = run_example_dag()
     assert result.state == "success", result.tasks
     assert result["audit"].state == "success" and result["notify"].state == "success"
     assert result["fail_run_if_audit_failed"].state == "skipped"
@@ -111,16 +80,16 @@ def test_clean_run_reports_to_xcom_asset_event_and_notify(emulator, inbox_env) -
 
 def test_drift_fails_the_run_but_notifies_then_fix_repairs_it(emulator, inbox_env) -> None:
     seed_expected(emulator, drop="RUNS/UPDATE")
-    failed, _ = run_example_dag()
+    failed = run_example_dag()
     assert failed.state == "failed"
     assert failed["audit"].state == "failed" and failed["notify"].state == "success"
     assert failed["fail_run_if_audit_failed"].state == "failed"
     assert "subscription_missing" in failed["notify"].xcom and "RUNS/UPDATE" in failed["notify"].xcom
     assert asset_events(failed) == []  # no asset event from a failed task
 
-    fixed, _ = run_example_dag({"fix": True})
+    fixed = run_example_dag({"fix": True})
     assert fixed.state == "success"
     assert [c["change"] for c in xcom(fixed, "audit", "report")["fixed"]] == ["created"]
     assert "1 change(s) applied" in fixed["notify"].xcom
-    again, _ = run_example_dag()
+    again = run_example_dag()
     assert again.state == "success" and xcom(again, "audit", "report")["findings"] == []

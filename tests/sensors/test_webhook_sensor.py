@@ -65,6 +65,16 @@ def test_deferred_sensor_returns_the_first_matching_event_and_ignores_others(air
     assert (event["receiver"], event["resource"], event["action"]) == ("factory", "ISSUES", "CREATE")
 
 
+def test_event_between_the_runs_trigger_and_its_start_is_found(airflow_db, inbox) -> None:
+    """A run triggered (run_after) before the event but started after it, e.g. queued behind others."""
+    triggered = datetime.now(UTC) - timedelta(seconds=30)
+    append(inbox, "while-queued", runId=3)
+    body = sensor_body(inbox, resource="ISSUES", match={"data.runId": 3}, timeout=30)
+    result = run_dag_source(body, imports=IMPORTS, run_after=triggered)
+    assert result["wait"].state == "success"
+    assert result["wait"].xcom["event_id"] == "while-queued"
+
+
 def test_event_that_arrived_after_the_run_started_is_found_without_deferring(airflow_db, inbox) -> None:
     append(inbox, "before-the-run", runId=1)  # older than the DAG run: not wanted
     body = ("    from airflow.sdk import task\n"

@@ -1,0 +1,41 @@
+"""Stop ION's webhooks to this Airflow: disable the subscriptions, then the receiver."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+from airflow_provider_ion.operators.webhooks import (
+    IonDisableWebhookReceiverOperator,
+    IonDisableWebhookSubscriptionOperator,
+)
+
+SUBSCRIPTIONS = [("RUNS", "CREATE"), ("ISSUES", "CREATE"), ("PURCHASE_ORDERS", "CREATE")]
+
+with DAG(
+    dag_id="ion_webhooks_teardown",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["ion", "example"],
+    params={"receiver_name": Param("airflow", type="string")},
+    doc_md="""
+### ION webhooks teardown
+
+Disables the subscriptions `ion_webhooks_setup` created, then the receiver (disabled, not deleted:
+`ion_webhooks_setup` re-enables them). Each step is a no-op when already disabled.
+""",
+) as dag:
+    disable_receiver = IonDisableWebhookReceiverOperator(
+        task_id="disable_receiver", receiver="{{ params.receiver_name }}"
+    )
+    for resource, action in SUBSCRIPTIONS:
+        (
+            IonDisableWebhookSubscriptionOperator(
+                task_id=f"disable_{resource.lower()}_{action.lower()}",
+                receiver="{{ params.receiver_name }}",
+                resource=resource,
+                action=action,
+            )
+            >> disable_receiver
+        )
