@@ -180,7 +180,21 @@ class AirflowStack:
 
     # REST API ------------------------------------------------------------------------------------
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
+        """Call Airflow's REST API (``/api/v2``); JSON answer.
+
+        GETs are retried a few times on a 5xx or a transport error: Airflow on SQLite answers 500 when
+        its database is locked by the scheduler or triggerer for longer than its timeout.
+        """
+        attempts = 5 if method.upper() == "GET" else 1
+        for attempt in range(attempts):
+            try:
+                response = httpx.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
+                if response.status_code < 500 or attempt == attempts - 1:
+                    break
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+            time.sleep(0.5 * (attempt + 1))
         response.raise_for_status()
         return response.json() if response.content else None
 
