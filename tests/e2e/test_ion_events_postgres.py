@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
+from airflow_provider_ion.local_airflow import AirflowStack
 from airflow_provider_ion.triggers.webhook import IonWebhookTrigger
 from airflow_provider_ion.webhooks.inbox import Inbox
-from tests.airflow_stack import AirflowStack
 from tests.e2e.ion_events_helpers import (
     WATCH_DAG,
     delivered_into_airflow,

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from airflow_provider_ion.local_airflow import AirflowStack
 from airflow_provider_ion.webhooks.inbox import Inbox
 from airflow_provider_ion.webhooks.signature import sign
-from tests.airflow_stack import AirflowStack
 
 pytestmark = pytest.mark.e2e
 

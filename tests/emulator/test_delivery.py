@@ -244,7 +244,7 @@ def test_failed_after_max_attempts(ion, recorder, hook_url, ion_default_conn) ->
 
 
 def test_unreachable_receiver_fails_with_the_connection_error(ion, hook_url) -> None:
-    from tests.airflow_stack import free_port
+    from airflow_provider_ion.local_airflow import free_port
 
     ion.configure_deliveries(max_attempts=2)
     subscribe(ion, f"http://127.0.0.1:{free_port()}/nobody", "RUNS/CREATE")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_ion.local_airflow import AirflowStack
 from airflow_provider_ion.webhooks.inbox import Inbox
-from tests.airflow_stack import AirflowStack
 
 from .conftest import SECRET
 

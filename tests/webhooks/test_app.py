@@ -374,3 +374,27 @@ def fuzz_client(tmp_path_factory) -> Iterator[httpx.Client]:
     )  # fmt: skip
     with serve(app.asgi) as base, httpx.Client(base_url=base) as client:
         yield client
+
+
+def test_standalone_lifespan_freezes_the_startup_heap_once_and_closes_the_inbox(inbox, source, monkeypatch) -> None:
+    """Served on its own, the app freezes the startup heap (full GCs stalled every delivery) and, on
+    shutdown, lets the inbox writer finish; mounted elsewhere it gets no lifespan and changes nothing."""
+    from starlette.testclient import TestClient
+
+    from airflow_provider_ion.webhooks import app as app_module
+
+    frozen: list[bool] = []
+    monkeypatch.setattr(app_module.gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(app_module, "_gc_frozen", False)
+    off = ReceiverApp(ReceiverSettings(freeze_gc_at_startup=False), inbox=inbox, secret_sources=[source])
+    with TestClient(off.asgi):
+        assert frozen == []
+    receiver = ReceiverApp(ReceiverSettings(), inbox=inbox, secret_sources=[source])
+    for _ in range(2):  # once per process
+        with TestClient(receiver.asgi) as client:
+            body = delivery(7)
+            assert client.post(PATH, content=body, headers=headers_for(body)).status_code == 200
+            assert inbox._writer is not None
+        assert inbox._writer is None  # closed at shutdown; the inbox stays usable
+    assert frozen == [True]
+    assert inbox.get("factory", 7) is not None
