@@ -22,6 +22,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,40 @@ def _results(stack: Any, dag_id: str) -> dict[str, float]:
     return out
 
 
+STAGES = ("asset event", "DAG run queued", "task instance running", "task code started")
+
+
+def _stages(db: Path) -> dict[str, dict[str, float]]:
+    """{event key: {stage: epoch seconds}} from Airflow's metadata DB, for the stages Airflow records:
+    the asset event the trigger produced, the DAG run that consumed it, its task instance going running."""
+    import sqlite3
+    from datetime import datetime
+
+    def epoch(value: str | None) -> float | None:
+        if value is None:
+            return None
+        parsed = datetime.fromisoformat(value)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+    query = """
+        SELECT ae.timestamp, ae.extra, dr.queued_at, ti.start_date
+        FROM asset_event ae
+        JOIN dagrun_asset_event dae ON dae.event_id = ae.id
+        JOIN dag_run dr ON dr.id = dae.dag_run_id
+        JOIN task_instance ti ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id
+        WHERE dr.dag_id IN ('bench_ion', 'bench_baseline')
+    """
+    out: dict[str, dict[str, float]] = {}
+    with sqlite3.connect(db) as conn:
+        for ts, extra, queued, running in conn.execute(query):
+            payload = (json.loads(extra) if isinstance(extra, str) else extra or {}).get("payload") or {}
+            key = payload.get("event_id") or payload.get("line")
+            if key is not None:
+                out[str(key)] = {"asset event": epoch(ts), "DAG run queued": epoch(queued),
+                                 "task instance running": epoch(running)}  # fmt: skip
+    return out
+
+
 def _wait(stack: Any, dag_id: str, keys: set[str], timeout: float) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     while True:
@@ -162,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             got_ion = _wait(stack, "bench_ion", set(accepted_ion), 120 + 5 * events)
             got_line = _wait(stack, "bench_baseline", set(accepted_line), 120 + 5 * events)
             inbox.close()
+            stages = _stages(home / "airflow.db")
     lat_ion = [got_ion[k] - t for k, t in accepted_ion.items()]
     lat_line = [got_line[k] - t for k, t in accepted_line.items()]
     m_ion, m_line = c.median(lat_ion), c.median(lat_line)
@@ -183,6 +219,20 @@ def main(argv: list[str] | None = None) -> int:
             [[i + 1, f"{a:.2f}", f"{b:.2f}"] for i, (a, b) in enumerate(zip(lat_ion, lat_line, strict=True))],
         )
     )
+    breakdown = []
+    for name, accepted, got in (("ours", accepted_ion, got_ion), ("baseline", accepted_line, got_line)):
+        row: list[Any] = [name]
+        for stage in STAGES:
+            at = [(got[k] if stage == "task code started" else stages.get(k, {}).get(stage)) for k in accepted]
+            deltas = [a - accepted[k] for k, a in zip(accepted, at, strict=True) if a is not None]
+            row.append(f"{c.median(deltas):.2f}" if deltas else "-")
+        breakdown.append(row)
+    print(
+        "[airflow] median seconds after acceptance, by stage: "
+        + "; ".join(f"{r[0]}: " + ", ".join(f"{s} {v}" for s, v in zip(STAGES, r[1:], strict=True)) for r in breakdown)
+    )
+    body += "\n\nMedian seconds after acceptance at each stage Airflow records (metadata DB), and task code start:\n\n"
+    body += c.table(["trigger", *STAGES], breakdown)
     c.write_section(c.results_path(args), "airflow", "2. Into Airflow (event accepted -> task running)", body)
     return 0
 
