@@ -23,11 +23,11 @@ with DAG(
 ### ION webhooks teardown
 
 Disables the subscriptions `ion_webhooks_setup` created, then the receiver (disabled, not deleted:
-`ion_webhooks_setup` re-enables them). Each step is a no-op when already disabled.
+`ion_webhooks_setup` re-enables them). Each step is a no-op when already disabled or never created.
 """,
 ) as dag:
     disable_receiver = IonDisableWebhookReceiverOperator(
-        task_id="disable_receiver", receiver="{{ params.receiver_name }}"
+        task_id="disable_receiver", receiver="{{ params.receiver_name }}", missing_ok=True
     )
     for resource, action in SUBSCRIPTIONS:
         (

@@ -512,12 +512,23 @@ class _IonSetReceiverActiveOperator(_IonBaseOperator):
     template_fields: Sequence[str] = ("receiver",)
     ui_color = "#fdebd0"
 
-    def __init__(self, *, receiver: str | int | Mapping[str, Any], max_conflict_retries: int = 3, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        receiver: str | int | Mapping[str, Any],
+        max_conflict_retries: int = 3,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.receiver = receiver
         self.max_conflict_retries = max_conflict_retries
+        self.missing_ok = missing_ok
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any] | None:
+        if self.missing_ok and find_receiver(self.hook, self.receiver) is None:
+            self.log.info("ION receiver %r does not exist; nothing to change (missing_ok)", self.receiver)
+            return None
         outcome = set_receiver_active(self.hook, self.receiver, self.active, attempts=self.max_conflict_retries)
         self.log.info("ION receiver %r (id %s): %s", outcome.obj.get("name"), outcome.obj.get("id"), outcome.change)
         return {**outcome.obj, "change": outcome.change}
@@ -558,6 +569,7 @@ class _IonSetSubscriptionActiveOperator(_IonBaseOperator):
         resource: str | None = None,
         action: str | None = None,
         max_conflict_retries: int = 3,
+        missing_ok: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -568,19 +580,28 @@ class _IonSetSubscriptionActiveOperator(_IonBaseOperator):
         self.resource = resource
         self.action = action
         self.max_conflict_retries = max_conflict_retries
+        self.missing_ok = missing_ok
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         if self.subscription_id not in (None, ""):
             ids = [self.subscription_id]
         else:
             found = find_receiver(self.hook, self.receiver)  # type: ignore[arg-type]
-            if found is None:
-                raise IonWebhookStateError(f"ION receiver {self.receiver!r} does not exist")
-            ids = [s["id"] for s in find_subscriptions(self.hook, found["id"], self.resource, self.action)]
+            ids = (
+                [s["id"] for s in find_subscriptions(self.hook, found["id"], self.resource, self.action)]
+                if found
+                else []
+            )
             if not ids:
-                raise IonWebhookStateError(
+                what = (
                     f"ION receiver {found['name']!r} has no {self.resource}/{self.action} subscription"
+                    if found
+                    else f"ION receiver {self.receiver!r} does not exist"
                 )
+                if not self.missing_ok:
+                    raise IonWebhookStateError(what + " (missing_ok=True makes this a no-op)")
+                self.log.info("%s; nothing to change (missing_ok)", what)
+                return []
         results = []
         for sid in ids:
             outcome = set_subscription_active(self.hook, sid, self.active, attempts=self.max_conflict_retries)

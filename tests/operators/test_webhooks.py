@@ -133,6 +133,13 @@ def test_disable_and_enable_subscription_by_receiver_resource_action(emulator) -
     assert [(s["active"], s["change"]) for s in on["op"].xcom] == [(True, "enabled")]
     missing = run_operator(IonEnableWebhookSubscriptionOperator, receiver="factory", resource="RUNS", action="DELETE")
     assert missing.state == "failed"
+    tolerated = run_operator(
+        IonDisableWebhookSubscriptionOperator, receiver="factory", resource="RUNS", action="DELETE", missing_ok=True
+    )
+    assert (tolerated.state, tolerated["op"].xcom) == ("success", [])
+    no_receiver = run_operator(IonDisableWebhookReceiverOperator, receiver="never-created", missing_ok=True)
+    assert no_receiver.state == "success"
+    assert run_operator(IonDisableWebhookReceiverOperator, receiver="never-created").state == "failed"
 
 
 def test_ensure_creates_then_is_a_no_op_then_prunes(emulator) -> None:
