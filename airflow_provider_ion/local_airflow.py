@@ -77,6 +77,7 @@ class AirflowStack:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.components = tuple(components)
         self.procs: dict[str, subprocess.Popen] = {}
+        self._token: str | None = None
         self._logs: dict[str, Any] = {}
         self.env = {
             **os.environ,
@@ -179,6 +180,16 @@ class AirflowStack:
         return done
 
     # REST API ------------------------------------------------------------------------------------
+    def auth_headers(self) -> dict[str, str]:
+        """A bearer token from SimpleAuthManager's all-admins route (Airflow 3.0-3.1 ask for one even then)."""
+        if self._token is None:
+            try:
+                response = httpx.get(f"{self.base_url}/auth/token", timeout=10)
+                self._token = response.json().get("access_token", "") if response.status_code < 300 else ""
+            except (httpx.HTTPError, ValueError):
+                return {}
+        return {"authorization": f"Bearer {self._token}"} if self._token else {}
+
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call Airflow's REST API (``/api/v2``); JSON answer.
 
@@ -188,7 +199,9 @@ class AirflowStack:
         attempts = 5 if method.upper() == "GET" else 1
         for attempt in range(attempts):
             try:
-                response = httpx.request(method, f"{self.base_url}/api/v2{path}", timeout=30, **kwargs)
+                response = httpx.request(
+                    method, f"{self.base_url}/api/v2{path}", timeout=30, headers=self.auth_headers(), **kwargs
+                )
                 if response.status_code < 500 or attempt == attempts - 1:
                     break
             except httpx.TransportError:
@@ -201,11 +214,11 @@ class AirflowStack:
     def wait_for_dag(self, dag_id: str, timeout: float = 90) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            response = httpx.get(f"{self.base_url}/api/v2/dags/{dag_id}", timeout=10)
+            response = httpx.get(f"{self.base_url}/api/v2/dags/{dag_id}", timeout=10, headers=self.auth_headers())
             if response.status_code == 200:
                 return response.json()
             time.sleep(0.5)
-        errors = httpx.get(f"{self.base_url}/api/v2/importErrors", timeout=10).json()
+        errors = httpx.get(f"{self.base_url}/api/v2/importErrors", timeout=10, headers=self.auth_headers()).json()
         raise TimeoutError(f"DAG {dag_id} not parsed after {timeout}s; import errors: {errors}")
 
     def trigger(self, dag_id: str, conf: dict | None = None) -> str:

@@ -131,3 +131,12 @@ def _collect(dag_id: str, dag_run: Any) -> DagRunResult:
             value = XComModel.deserialize_value(rows[0]) if rows else None
             result.tasks[ti.task_id] = TaskResult(str(ti.state), value)
     return result
+
+
+def dag_bag(path: Path | str) -> Any:
+    """Airflow's DagBag over ``path`` (it moved to ``airflow.dag_processing.dagbag`` in 3.2)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0-3.1
+        from airflow.models.dagbag import DagBag
+    return DagBag(str(path))

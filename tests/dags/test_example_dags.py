@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dag_runner import run_dag_file
+from tests.dag_runner import dag_bag, run_dag_file
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXAMPLES = {
@@ -24,11 +24,9 @@ EXAMPLES = {
 
 @pytest.fixture(scope="module")
 def bag():
-    from airflow.dag_processing.dagbag import DagBag
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bag = DagBag(str(DAGS))  # safe mode, as the dag-processor parses
+        bag = dag_bag(DAGS)  # safe mode, as the dag-processor parses
     bag.caught_warnings = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught]
     return bag
 

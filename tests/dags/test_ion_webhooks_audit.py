@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.dag_runner import DagRunResult, run_dag_file, xcom
+from tests.dag_runner import DagRunResult, dag_bag, run_dag_file, xcom
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "ion_webhooks_audit.py"
 URI = "https://airflow.example.com/ion-webhooks/v1/receivers/airflow-factory-events"
@@ -52,14 +52,12 @@ def seed_expected(emulator, *, drop: str | None = None) -> dict[str, Any]:
 
 
 def test_dag_parses_without_errors_or_warnings() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bag = DagBag(str(DAG_FILE))
+        bag = dag_bag(DAG_FILE)
     assert bag.import_errors == {}
     assert [str(w.message) for w in caught] == []
-    dag = bag.get_dag("ion_webhooks_audit")
+    dag = bag.dags["ion_webhooks_audit"]
     assert dag.doc_md and {t.task_id for t in dag.tasks} == {"audit", "notify", "fail_run_if_audit_failed"}
     assert dag.schedule == "@daily"
 

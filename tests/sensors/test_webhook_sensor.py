@@ -130,7 +130,10 @@ def test_since_variants(inbox) -> None:
 
 
 def test_sensor_defers_with_a_plain_trigger_carrying_the_filter_and_timeout(inbox) -> None:
-    from airflow.sdk.exceptions import TaskDeferred
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 3.0-3.1
+        from airflow.exceptions import TaskDeferred
 
     sensor = IonWebhookSensor(task_id="s", inbox_url=_url(inbox), resource="ISSUES", match={"data.runId": 9},
                               timeout=120)  # fmt: skip
