@@ -21,10 +21,11 @@ Optional filters: ``resource``, ``action``, ``receiver_id``.
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
+
+from airflow_provider_ion.emulator.faults import PendingFaults
 
 DeliveryFaultKind = Literal["duplicate", "delay", "drop", "reorder"]
 DropWhen = Literal["before", "after"]
@@ -129,17 +130,8 @@ def delivery_fault_from_json(data: Mapping[str, Any]) -> DeliveryFault:
     return make_delivery_fault(**dict(data))
 
 
-class DeliveryFaultQueue:
-    """Pending delivery faults in the order added; the first match of the asked kinds is consumed."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[DeliveryFault] = []
-
-    def add(self, fault: DeliveryFault) -> DeliveryFault:
-        with self._lock:
-            self._faults.append(fault)
-        return fault
+class DeliveryFaultQueue(PendingFaults[DeliveryFault]):
+    """Pending delivery faults; the first match of the asked kinds is consumed."""
 
     def take(self, kinds: tuple[str, ...], resource: str, action: str, receiver_id: int) -> DeliveryFault | None:
         """Consume one use of the first fault of one of ``kinds`` that matches; a copy of it, or None."""
@@ -152,17 +144,3 @@ class DeliveryFaultQueue:
                             self._faults.remove(fault)
                     return replace(fault)
         return None
-
-    def clear(self) -> int:
-        with self._lock:
-            count = len(self._faults)
-            self._faults.clear()
-            return count
-
-    def pending(self) -> list[DeliveryFault]:
-        with self._lock:
-            return [replace(f) for f in self._faults]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._faults)

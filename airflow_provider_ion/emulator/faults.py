@@ -23,8 +23,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Generic, Literal, TypeVar
 
 FaultKind = Literal["status", "delay", "drop"]
 FaultWhen = Literal["before", "after"]
@@ -133,17 +133,41 @@ def fault_from_json(data: Mapping[str, Any]) -> Fault:
     return make_fault(**dict(data))
 
 
-class FaultQueue:
-    """Pending faults in the order they were added; the first that matches a request is consumed."""
+F = TypeVar("F")
+
+
+class PendingFaults(Generic[F]):
+    """Faults waiting to be applied, in the order added, thread-safe. Subclasses say which one a
+    request (or delivery attempt) consumes: ``take``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._faults: list[Fault] = []
+        self._faults: list[F] = []
 
-    def add(self, fault: Fault) -> Fault:
+    def add(self, fault: F) -> F:
         with self._lock:
             self._faults.append(fault)
         return fault
+
+    def clear(self) -> int:
+        """Drop every pending fault; returns how many there were."""
+        with self._lock:
+            count = len(self._faults)
+            self._faults.clear()
+            return count
+
+    def pending(self) -> list[F]:
+        """Copies of the pending faults."""
+        with self._lock:
+            return [replace(f) for f in self._faults]  # type: ignore[type-var]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+
+class FaultQueue(PendingFaults[Fault]):
+    """Pending GraphQL/token faults; the first that matches a request is consumed."""
 
     def take(self, endpoint: str, operation: str | None = None, query: str | None = None) -> Fault | None:
         """Consume one use of the first fault matching this request, if any (a fault still skipping
@@ -159,18 +183,3 @@ class FaultQueue:
                         self._faults.remove(fault)
                     return fault
         return None
-
-    def clear(self) -> int:
-        """Drop every pending fault; returns how many there were."""
-        with self._lock:
-            count = len(self._faults)
-            self._faults.clear()
-            return count
-
-    def pending(self) -> list[Fault]:
-        with self._lock:
-            return [Fault(**asdict(f)) for f in self._faults]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._faults)
