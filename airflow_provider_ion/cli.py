@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("airflow_provider_ion.demo", "the whole path: emulator + Airflow + example DAGs, with a summary"),
-    "emulator": ("airflow_provider_ion.emulator.cli", "run the ION emulator (GraphQL API, OAuth, webhooks)"),
+    "demo": ("airflow_provider_ion.testing.demo", "the whole path: emulator + Airflow + example DAGs, with a summary"),
+    "emulator": ("airflow_provider_ion.testing.emulator.cli", "run the ION emulator (GraphQL API, OAuth, webhooks)"),
     "receiver": ("airflow_provider_ion.webhooks.receiver_cli", "serve the webhook receiver on its own"),
     "inbox": ("airflow_provider_ion.webhooks.inbox_cli", "look into the inbox: tail, stats, purge"),
 }

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     events = args.events or (2 if args.quick else 20)
 
-    from airflow_provider_ion.local_airflow import AirflowStack
+    from airflow_provider_ion.testing.local_airflow import AirflowStack
     from airflow_provider_ion.triggers.webhook import IonWebhookTrigger
     from airflow_provider_ion.webhooks.inbox import Inbox
 

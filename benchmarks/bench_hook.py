@@ -28,7 +28,7 @@ CONN_ID = "ion_bench"
 
 
 def seed(state_file: Path, subscriptions: int) -> int:
-    from airflow_provider_ion.emulator.store import Store
+    from airflow_provider_ion.testing.emulator.store import Store
 
     store = Store(state_file)
     with store.bulk():

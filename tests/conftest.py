@@ -28,8 +28,8 @@ os.environ.update(
     }
 )
 # Imported only now, after AIRFLOW_HOME is set (it does not import Airflow today; keep it that way).
-from airflow_provider_ion.emulator.delivery_settings import DeliverySettings  # noqa: E402
-from airflow_provider_ion.emulator.server import EmulatorServer  # noqa: E402
+from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings  # noqa: E402
+from airflow_provider_ion.testing.emulator.server import EmulatorServer  # noqa: E402
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

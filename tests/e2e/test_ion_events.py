@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from airflow_provider_ion.local_airflow import AirflowStack
+from airflow_provider_ion.testing.local_airflow import AirflowStack
 from airflow_provider_ion.triggers.webhook import IonWebhookTrigger
 from airflow_provider_ion.webhooks.inbox import Inbox
 from tests.e2e.ion_events_helpers import (

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_ion.local_airflow import AirflowStack
+from airflow_provider_ion.testing.local_airflow import AirflowStack
 from airflow_provider_ion.webhooks.inbox import Inbox
 from airflow_provider_ion.webhooks.signature import sign
 

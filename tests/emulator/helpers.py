@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from airflow_provider_ion.emulator.server import EmulatorServer
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 
 def fetch_token(server: EmulatorServer, http: httpx.Client) -> str:

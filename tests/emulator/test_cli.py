@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from airflow_provider_ion.emulator.token_endpoint import TOKEN_PATH
+from airflow_provider_ion.testing.emulator.token_endpoint import TOKEN_PATH
 
 
 def _free_port() -> int:

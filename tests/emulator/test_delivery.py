@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from airflow_provider_ion.emulator.server import EmulatorServer
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 from airflow_provider_ion.webhooks.signature import SignatureScheme, verify
 from tests.servers import serve
 
@@ -244,7 +244,7 @@ def test_failed_after_max_attempts(ion, recorder, hook_url, ion_default_conn) ->
 
 
 def test_unreachable_receiver_fails_with_the_connection_error(ion, hook_url) -> None:
-    from airflow_provider_ion.local_airflow import free_port
+    from airflow_provider_ion.testing.local_airflow import free_port
 
     ion.configure_deliveries(max_attempts=2)
     subscribe(ion, f"http://127.0.0.1:{free_port()}/nobody", "RUNS/CREATE")
@@ -436,7 +436,7 @@ def test_control_routes(ion, recorder, hook_url, http: httpx.Client) -> None:
 
 def test_cli_delivery_flags() -> None:
     from airflow_provider_ion.cli import build_parser
-    from airflow_provider_ion.emulator.cli import delivery_settings
+    from airflow_provider_ion.testing.emulator.cli import delivery_settings
 
     args = build_parser().parse_args(
         ["emulator", "--retry-schedule", "0.1,0.5,2", "--delivery-concurrency", "4", "--signature-prefix", ""]
@@ -517,7 +517,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 def test_https_receiver(ion, recorder, tmp_path: Path) -> None:
     import uvicorn
 
-    from airflow_provider_ion.emulator.server import bind_socket
+    from airflow_provider_ion.testing.emulator.server import bind_socket
 
     cert_file, key_file = _self_signed(tmp_path)
     app = Starlette(routes=[Route("/hooks/{name}", recorder.handle, methods=["POST"])])

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from graphql import GraphQLEnumType
 
-from airflow_provider_ion.emulator.domain import DOMAIN_KINDS
-from airflow_provider_ion.emulator.schema import build_emulator_schema
-from airflow_provider_ion.emulator.server import EmulatorServer
+from airflow_provider_ion.testing.emulator.domain import DOMAIN_KINDS
+from airflow_provider_ion.testing.emulator.schema import build_emulator_schema
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 from .conftest import GraphQL
 from .helpers import data_of, error_of

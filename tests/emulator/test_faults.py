@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_ion.emulator.app import create_app
-from airflow_provider_ion.emulator.core import Emulator
-from airflow_provider_ion.emulator.faults import make_fault
-from airflow_provider_ion.emulator.server import EmulatorServer
 from airflow_provider_ion.graphql import document
+from airflow_provider_ion.testing.emulator.app import create_app
+from airflow_provider_ion.testing.emulator.core import Emulator
+from airflow_provider_ion.testing.emulator.faults import make_fault
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 from .helpers import data_of
 

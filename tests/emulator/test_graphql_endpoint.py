@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from airflow_provider_ion.emulator.server import EmulatorServer
 from airflow_provider_ion.graphql import document, document_names
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 from .conftest import GraphQL
 from .helpers import data_of, error_of

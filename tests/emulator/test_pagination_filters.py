@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ion.emulator.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from airflow_provider_ion.emulator.server import EmulatorServer
 from airflow_provider_ion.graphql import document
+from airflow_provider_ion.testing.emulator.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 from .conftest import GraphQL
 from .helpers import data_of, error_of

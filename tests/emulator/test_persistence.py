@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_ion.emulator.server import EmulatorServer
-from airflow_provider_ion.emulator.store import Store
 from airflow_provider_ion.graphql import document
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
+from airflow_provider_ion.testing.emulator.store import Store
 
 from .helpers import data_of, fetch_token
 

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from airflow_provider_ion.emulator.server import EmulatorServer
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 from .helpers import fetch_token
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from airflow_provider_ion.emulator.server import EmulatorServer
 from airflow_provider_ion.graphql import document
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 from .conftest import GraphQL
 from .helpers import data_of, error_of

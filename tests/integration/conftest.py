@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_ion.emulator.server import EmulatorServer
+from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 PG_URL = os.environ.get("ION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SECRET = "integration-secret-0123456789abcdef"

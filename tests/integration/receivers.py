@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from airflow_provider_ion.local_airflow import free_port, stop_group
+from airflow_provider_ion.testing.local_airflow import free_port, stop_group
 
 BIN = Path(sys.executable).parent
 

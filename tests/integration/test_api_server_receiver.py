@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_ion.local_airflow import AirflowStack
+from airflow_provider_ion.testing.local_airflow import AirflowStack
 from airflow_provider_ion.webhooks.inbox import Inbox
 
 from .conftest import SECRET

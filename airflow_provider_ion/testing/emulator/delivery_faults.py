@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from airflow_provider_ion.emulator.faults import PendingFaults
+from airflow_provider_ion.testing.emulator.faults import PendingFaults
 
 DeliveryFaultKind = Literal["duplicate", "delay", "drop", "reorder"]
 DropWhen = Literal["before", "after"]

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, unquote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_provider_ion.emulator.core import Emulator
-from airflow_provider_ion.emulator.fault_responses import apply_fault
+from airflow_provider_ion.testing.emulator.core import Emulator
+from airflow_provider_ion.testing.emulator.fault_responses import apply_fault
 
 TOKEN_PATH = "/realms/api-keys/protocol/openid-connect/token"
 LEGACY_TOKEN_PATH = "/auth" + TOKEN_PATH

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_ion.emulator.delivery_faults import DeliveryFault
-from airflow_provider_ion.emulator.delivery_http import ConnectFailed, ConnectionLost, HttpSender
-from airflow_provider_ion.emulator.delivery_settings import DeliverySettings
+from airflow_provider_ion.testing.emulator.delivery_faults import DeliveryFault
+from airflow_provider_ion.testing.emulator.delivery_http import ConnectFailed, ConnectionLost, HttpSender
+from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
 from airflow_provider_ion.webhooks.signature import SignatureScheme, sign
 
 USER_AGENT = "ion-emulator-webhooks/1"

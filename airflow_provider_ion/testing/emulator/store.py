@@ -10,7 +10,7 @@ update and writes must present the current one, the way ION detects lost updates
 Every create/update/delete of a domain object ends in :meth:`Store.on_change`, called after the change
 is committed (and persisted, with a state file). That single hook point is where ION fires webhooks:
 it appends to an in-memory change log and calls the listeners (:meth:`Store.add_listener`), which is
-how :class:`~airflow_provider_ion.emulator.delivery.Deliveries` turns changes into deliveries.
+how :class:`~airflow_provider_ion.testing.emulator.delivery.Deliveries` turns changes into deliveries.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_ion.emulator.domain import DOMAIN_KINDS, DomainKind
-from airflow_provider_ion.emulator.errors import BadUserInput, ConcurrencyConflict, NotFound
-from airflow_provider_ion.emulator.filters import compile_filters
-from airflow_provider_ion.emulator.persistence import SnapshotFile
+from airflow_provider_ion.testing.emulator.domain import DOMAIN_KINDS, DomainKind
+from airflow_provider_ion.testing.emulator.errors import BadUserInput, ConcurrencyConflict, NotFound
+from airflow_provider_ion.testing.emulator.filters import compile_filters
+from airflow_provider_ion.testing.emulator.persistence import SnapshotFile
 
 log = logging.getLogger(__name__)
 

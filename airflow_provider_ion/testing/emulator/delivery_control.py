@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from airflow_provider_ion.emulator.control import guarded
-from airflow_provider_ion.emulator.delivery import Deliveries
-from airflow_provider_ion.emulator.delivery_faults import delivery_fault_from_json
+from airflow_provider_ion.testing.emulator.control import guarded
+from airflow_provider_ion.testing.emulator.delivery import Deliveries
+from airflow_provider_ion.testing.emulator.delivery_faults import delivery_fault_from_json
 
 
 async def _json_object(request: Request) -> dict[str, Any] | None:

@@ -29,19 +29,19 @@ from urllib.request import ProxyHandler, build_opener
 
 import uvicorn
 
-from airflow_provider_ion.emulator.app import create_app
-from airflow_provider_ion.emulator.core import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator
-from airflow_provider_ion.emulator.delivery import Deliveries
-from airflow_provider_ion.emulator.delivery_faults import (
+from airflow_provider_ion.testing.emulator.app import create_app
+from airflow_provider_ion.testing.emulator.core import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Emulator
+from airflow_provider_ion.testing.emulator.delivery import Deliveries
+from airflow_provider_ion.testing.emulator.delivery_faults import (
     DeliveryFault,
     DeliveryFaultKind,
     DropWhen,
     make_delivery_fault,
 )
-from airflow_provider_ion.emulator.delivery_settings import DeliverySettings
-from airflow_provider_ion.emulator.faults import Endpoint, Fault, FaultKind, FaultQueue, FaultWhen, make_fault
-from airflow_provider_ion.emulator.store import Store
-from airflow_provider_ion.emulator.token_endpoint import TOKEN_PATH
+from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
+from airflow_provider_ion.testing.emulator.faults import Endpoint, Fault, FaultKind, FaultQueue, FaultWhen, make_fault
+from airflow_provider_ion.testing.emulator.store import Store
+from airflow_provider_ion.testing.emulator.token_endpoint import TOKEN_PATH
 
 _NO_PROXY = build_opener(ProxyHandler({}))
 "Health checks go straight to the socket, whatever HTTP_PROXY says."

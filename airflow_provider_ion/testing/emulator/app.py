@@ -7,11 +7,11 @@
 | ``/_emulator/...`` | health, stats, reset, faults, change log, token expiry (loopback only) |
 | ``/_emulator/fire``, ``/_emulator/deliveries/...`` | webhook deliveries: fire, settings, faults, wait |
 
-Webhook deliveries go out from a :class:`~airflow_provider_ion.emulator.delivery.Deliveries` worker
+Webhook deliveries go out from a :class:`~airflow_provider_ion.testing.emulator.delivery.Deliveries` worker
 attached to the emulator's store (``app.state.deliveries``).
 
-Run it with :class:`airflow_provider_ion.emulator.server.EmulatorServer`, ``airflow-ion emulator``, or
-``uvicorn --factory airflow_provider_ion.emulator.app:create_app`` (defaults, in memory).
+Run it with :class:`airflow_provider_ion.testing.emulator.server.EmulatorServer`, ``airflow-ion emulator``, or
+``uvicorn --factory airflow_provider_ion.testing.emulator.app:create_app`` (defaults, in memory).
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from airflow_provider_ion.emulator.control import ROUTES as CONTROL_ROUTES
-from airflow_provider_ion.emulator.core import Emulator
-from airflow_provider_ion.emulator.delivery import Deliveries
-from airflow_provider_ion.emulator.delivery_control import ROUTES as DELIVERY_ROUTES
-from airflow_provider_ion.emulator.graphql_endpoint import graphql_endpoint
-from airflow_provider_ion.emulator.token_endpoint import LEGACY_TOKEN_PATH, TOKEN_PATH, token_endpoint
+from airflow_provider_ion.testing.emulator.control import ROUTES as CONTROL_ROUTES
+from airflow_provider_ion.testing.emulator.core import Emulator
+from airflow_provider_ion.testing.emulator.delivery import Deliveries
+from airflow_provider_ion.testing.emulator.delivery_control import ROUTES as DELIVERY_ROUTES
+from airflow_provider_ion.testing.emulator.graphql_endpoint import graphql_endpoint
+from airflow_provider_ion.testing.emulator.token_endpoint import LEGACY_TOKEN_PATH, TOKEN_PATH, token_endpoint
 
 
 def create_app(emulator: Emulator | None = None, deliveries: Deliveries | None = None) -> Starlette:

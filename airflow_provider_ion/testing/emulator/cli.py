@@ -4,7 +4,7 @@ On a signal uvicorn finishes in-flight requests, then re-raises the signal, so t
 "terminated by SIGTERM" (-15 from Python's subprocess), as for any well-behaved server.
 
 For the demo and for manual testing. Tests inside Python use
-:class:`airflow_provider_ion.emulator.server.EmulatorServer` instead.
+:class:`airflow_provider_ion.testing.emulator.server.EmulatorServer` instead.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from airflow_provider_ion.emulator.core import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
-from airflow_provider_ion.emulator.delivery_settings import DeliverySettings, parse_schedule
+from airflow_provider_ion.testing.emulator.core import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings, parse_schedule
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,11 +87,11 @@ def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from airflow_provider_ion.emulator.app import create_app
-    from airflow_provider_ion.emulator.core import Emulator
-    from airflow_provider_ion.emulator.delivery import Deliveries
-    from airflow_provider_ion.emulator.server import bind_socket
-    from airflow_provider_ion.emulator.token_endpoint import TOKEN_PATH
+    from airflow_provider_ion.testing.emulator.app import create_app
+    from airflow_provider_ion.testing.emulator.core import Emulator
+    from airflow_provider_ion.testing.emulator.delivery import Deliveries
+    from airflow_provider_ion.testing.emulator.server import bind_socket
+    from airflow_provider_ion.testing.emulator.token_endpoint import TOKEN_PATH
 
     if args.token_lifetime < 1:
         print("--token-lifetime must be at least 1 second", file=sys.stderr)

@@ -30,12 +30,12 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_provider_ion.emulator.delivery_attempt import AttemptResult, Job, attempt
-from airflow_provider_ion.emulator.delivery_faults import DeliveryFault, DeliveryFaultQueue
-from airflow_provider_ion.emulator.delivery_http import HttpSender
-from airflow_provider_ion.emulator.delivery_settings import DeliverySettings
-from airflow_provider_ion.emulator.errors import NotFound
-from airflow_provider_ion.emulator.store import Store, now_iso
+from airflow_provider_ion.testing.emulator.delivery_attempt import AttemptResult, Job, attempt
+from airflow_provider_ion.testing.emulator.delivery_faults import DeliveryFault, DeliveryFaultQueue
+from airflow_provider_ion.testing.emulator.delivery_http import HttpSender
+from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
+from airflow_provider_ion.testing.emulator.errors import NotFound
+from airflow_provider_ion.testing.emulator.store import Store, now_iso
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Any
 
-from airflow_provider_ion.emulator.errors import BadUserInput
+from airflow_provider_ion.testing.emulator.errors import BadUserInput
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500

@@ -15,10 +15,10 @@ from typing import Any
 
 from graphql import GraphQLObjectType, GraphQLSchema, build_schema
 
-from airflow_provider_ion.emulator.domain import DOMAIN_KINDS
-from airflow_provider_ion.emulator.pagination import connection
-from airflow_provider_ion.emulator.store import Store
 from airflow_provider_ion.graphql import schema_sdl
+from airflow_provider_ion.testing.emulator.domain import DOMAIN_KINDS
+from airflow_provider_ion.testing.emulator.pagination import connection
+from airflow_provider_ion.testing.emulator.store import Store
 
 DOMAIN_FIELDS: dict[str, tuple[str, str]] = {
     "runs": ("run", "runs"),

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow_provider_ion.emulator.errors import BadUserInput
+from airflow_provider_ion.testing.emulator.errors import BadUserInput
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 

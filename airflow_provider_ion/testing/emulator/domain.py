@@ -6,7 +6,7 @@ receiving a part in ION creates inventory, and the newer ION docs list ``PART_IN
 common webhook resources, whereas receipts are not documented as a resource.
 
 Adding a kind is data only: a :class:`DomainKind` here, its types in domain.graphql, a line in
-:data:`airflow_provider_ion.emulator.schema.DOMAIN_FIELDS`.
+:data:`airflow_provider_ion.testing.emulator.schema.DOMAIN_FIELDS`.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from airflow_provider_ion.emulator.core import Emulator
-from airflow_provider_ion.emulator.faults import fault_from_json
+from airflow_provider_ion.testing.emulator.core import Emulator
+from airflow_provider_ion.testing.emulator.faults import fault_from_json
 
 
 async def health(request: Request) -> Response:

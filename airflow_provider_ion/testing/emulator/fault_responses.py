@@ -7,9 +7,9 @@ from http import HTTPStatus
 
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from airflow_provider_ion.emulator.disconnect import DropConnection
-from airflow_provider_ion.emulator.faults import Fault
-from airflow_provider_ion.emulator.stats import Stats
+from airflow_provider_ion.testing.emulator.disconnect import DropConnection
+from airflow_provider_ion.testing.emulator.faults import Fault
+from airflow_provider_ion.testing.emulator.stats import Stats
 
 _GATEWAY_STATUSES = {502, 503, 504}
 

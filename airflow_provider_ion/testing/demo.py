@@ -82,9 +82,9 @@ class Demo:
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
-        from airflow_provider_ion.emulator import EmulatorServer
-        from airflow_provider_ion.emulator.delivery_settings import DeliverySettings
-        from airflow_provider_ion.local_airflow import AirflowStack
+        from airflow_provider_ion.testing.emulator import EmulatorServer
+        from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
+        from airflow_provider_ion.testing.local_airflow import AirflowStack
         from airflow_provider_ion.webhooks.inbox import Inbox
 
         shutil.rmtree(self.home, ignore_errors=True)

@@ -18,10 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_provider_ion.emulator.core import Emulator
-from airflow_provider_ion.emulator.executor import execute_request
-from airflow_provider_ion.emulator.fault_responses import apply_fault
-from airflow_provider_ion.emulator.schema import RequestContext
+from airflow_provider_ion.testing.emulator.core import Emulator
+from airflow_provider_ion.testing.emulator.executor import execute_request
+from airflow_provider_ion.testing.emulator.fault_responses import apply_fault
+from airflow_provider_ion.testing.emulator.schema import RequestContext
 
 # "query Name(" / "mutation Name {" / "... Name @dir": a keyword, a name, then what may follow an
 # operation name. A field called "query" cannot match: a field name is never followed by another name.

@@ -18,8 +18,8 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSchema, execute, parse, validate
 
-from airflow_provider_ion.emulator.errors import ConcurrencyConflict, EmulatorError
-from airflow_provider_ion.emulator.schema import RequestContext
+from airflow_provider_ion.testing.emulator.errors import ConcurrencyConflict, EmulatorError
+from airflow_provider_ion.testing.emulator.schema import RequestContext
 
 log = logging.getLogger(__name__)
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 
-from airflow_provider_ion.emulator.faults import FaultQueue
-from airflow_provider_ion.emulator.schema import build_emulator_schema
-from airflow_provider_ion.emulator.stats import Stats
-from airflow_provider_ion.emulator.store import Store
-from airflow_provider_ion.emulator.tokens import TokenIssuer
+from airflow_provider_ion.testing.emulator.faults import FaultQueue
+from airflow_provider_ion.testing.emulator.schema import build_emulator_schema
+from airflow_provider_ion.testing.emulator.stats import Stats
+from airflow_provider_ion.testing.emulator.store import Store
+from airflow_provider_ion.testing.emulator.tokens import TokenIssuer
 
 DEFAULT_CLIENT_ID = "ion-emulator"
 DEFAULT_CLIENT_SECRET = "ion-emulator-secret"
 
 
 class Emulator:
-    """The state behind the HTTP routes (see :func:`airflow_provider_ion.emulator.app.create_app`)."""
+    """The state behind the HTTP routes (see :func:`airflow_provider_ion.testing.emulator.app.create_app`)."""
 
     def __init__(
         self,

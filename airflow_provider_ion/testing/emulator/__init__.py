@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_provider_ion.emulator.server import EmulatorServer
+    from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 __all__ = ["EmulatorServer"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "EmulatorServer":
-        from airflow_provider_ion.emulator.server import EmulatorServer
+        from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
         return EmulatorServer
     raise AttributeError(name)

@@ -1,0 +1,7 @@
+"""Test and demo tooling that ships with the provider: the ION emulator, a local Airflow launcher, the demo.
+
+Nothing in the provider's production modules (hooks, operators, triggers, sensors, the receiver) imports
+from here; these modules exist so that the demo, our own tests and users' DAG tests can run without an ION
+tenant. They are installed with the wheel so a user's test suite can ``from airflow_provider_ion.testing
+import ...``.
+"""
