@@ -16,6 +16,7 @@ ENVIRONMENT_CHOICES = ["production", "staging", "gov-staging", "gov", "aus-stagi
 
 def get_provider_info() -> dict[str, Any]:
     from airflow_provider_ion import __version__
+    from airflow_provider_ion.config import provider_config
 
     return {
         "package-name": "airflow-provider-ion",
@@ -44,6 +45,7 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "ION", "python-modules": ["airflow_provider_ion.triggers.webhook"]},
         ],
+        "config": provider_config(),
         "plugins": [{"name": "ion", "plugin-class": "airflow_provider_ion.plugins.IonPlugin"}],
         "connection-types": [
             {

@@ -161,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
         inbox_url = f"sqlite:///{home}/ion_inbox.db"
         env = {
             "AIRFLOW__ION_WEBHOOKS__INBOX_URL": inbox_url,
-            "AIRFLOW_ION_INBOX_URL": inbox_url,
             "AIRFLOW__ION_WEBHOOKS__ION_CONN_ID": "none",
             f"AIRFLOW_VAR_ION_WEBHOOK_SECRET_{RECEIVER.upper()}": SECRET,
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",

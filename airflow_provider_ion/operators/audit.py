@@ -331,7 +331,7 @@ def audit_findings(
                 "inbox_unavailable",
                 f"The inbox could not be read: {inbox['error']}",
                 {"type": "inbox", "url": inbox.get("url")},
-                "Check inbox_url / AIRFLOW_ION_INBOX_URL and that the database is reachable",
+                "Check inbox_url / [ion_webhooks] inbox_url and that the database is reachable",
             )
         )
     for consumer, state in sorted((inbox.get("consumers") or {}).items()):
@@ -647,7 +647,7 @@ class IonWebhookAuditOperator(_IonBaseOperator):
       nor active subscriptions on a disabled receiver that is not in the spec (intent is unclear).
       Findings are from before the fix; the fixed ones are flagged ``fixed`` and do not count.
     * Plain-HTTP receiver URIs are errors, except to a loopback host (the emulator, tests): info.
-    * The inbox is read when ``inbox_url`` is given, when ``AIRFLOW_ION_INBOX_URL`` is set, or when the
+    * The inbox is read when ``inbox_url`` is given, when ``[ion_webhooks] inbox_url`` is set, or when the
       default SQLite inbox file exists; otherwise it is skipped (``report["inbox"]["checked"]`` false).
       ``check_inbox=False`` skips it always. The audit never creates an inbox file.
 
@@ -720,18 +720,18 @@ class IonWebhookAuditOperator(_IonBaseOperator):
         return AuditSnapshot(without_secret(receivers), subscriptions, failing, events_in_window=int(total))
 
     def _inbox_url(self) -> str | None:
-        import os
         from pathlib import Path
 
         if not self.check_inbox:
             return None
         if self.inbox_url:
             return self.inbox_url
-        if os.environ.get("AIRFLOW_ION_INBOX_URL"):
-            return os.environ["AIRFLOW_ION_INBOX_URL"]
-        from airflow_provider_ion.webhooks.inbox import default_inbox_url
+        from airflow_provider_ion import config
 
-        url = default_inbox_url()
+        url = config.inbox_url()
+        if config.get("inbox_url"):
+            return url
+        # Not configured: read the default SQLite file only if a receiver has created it.
         path = url.removeprefix("sqlite:///")
         return url if url.startswith("sqlite:///") and Path(path).is_file() else None
 

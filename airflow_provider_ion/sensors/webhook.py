@@ -52,7 +52,7 @@ class IonWebhookSensor(BaseSensorOperator):
     :param match: ``{"data.runId": "{{ params.run_id }}"}``: dotted paths into the delivery body,
         equality, a list means any of; ``"7"`` matches ``7`` (see ``airflow_provider_ion.triggers.matching``).
     :param since: where to start looking (see above); templated.
-    :param inbox_url: default ``[ion_webhooks] inbox_url``, else ``$AIRFLOW_ION_INBOX_URL``, else
+    :param inbox_url: default ``[ion_webhooks] inbox_url``, else
         ``$AIRFLOW_HOME/ion_inbox.db``.
     :param poll_interval: the trigger's inbox read interval (default ``[ion_webhooks] poll_interval``/0.2 s).
     :param deferrable: wait in the triggerer (default) rather than in a worker slot.

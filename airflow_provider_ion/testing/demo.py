@@ -107,7 +107,6 @@ class Demo:
             {
                 "AIRFLOW_CONN_ION_DEFAULT": json.dumps(connection),
                 "AIRFLOW__ION_WEBHOOKS__INBOX_URL": inbox_url,
-                "AIRFLOW_ION_INBOX_URL": inbox_url,
                 "ION_DEMO_OUTBOX": str(self.home / "outbox"),
             }
         )

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONFIG_SECTION = "ion_webhooks"
-DEFAULT_POLL_INTERVAL = 0.2
 #: Events per read; also the most one waiter is handed at once.
 READ_LIMIT = 256
 #: With LISTEN/NOTIFY, re-read anyway this often (a safety net for a lost notification).
@@ -42,38 +39,18 @@ NOTIFY_FALLBACK_INTERVAL = 2.0
 ERROR_BACKOFF = (0.5, 1.0, 2.0, 5.0)
 
 
-def _config(key: str) -> str | None:
-    try:
-        from airflow.configuration import conf
-    except Exception:  # pragma: no cover - outside Airflow
-        return None
-    value = conf.get(CONFIG_SECTION, key, fallback=None)
-    return value if value not in (None, "") else None
-
-
 def resolve_inbox_url(explicit: str | None = None) -> str:
-    """The inbox a trigger or sensor reads: the same resolution as the receiver app.
+    """The inbox a trigger or sensor reads: ``explicit``, else :func:`airflow_provider_ion.config.inbox_url`."""
+    from airflow_provider_ion import config
 
-    ``explicit`` (the operator/trigger argument), else Airflow config ``[ion_webhooks] inbox_url``
-    (``AIRFLOW__ION_WEBHOOKS__INBOX_URL``), else :func:`~airflow_provider_ion.webhooks.inbox.default_inbox_url`
-    (``$AIRFLOW_ION_INBOX_URL``, else ``$AIRFLOW_HOME/ion_inbox.db``).
-    """
-    if explicit:
-        return explicit
-    configured = _config("inbox_url")
-    if configured:
-        return configured
-    from airflow_provider_ion.webhooks.inbox import default_inbox_url
-
-    return default_inbox_url()
+    return config.inbox_url(explicit)
 
 
 def resolve_poll_interval(explicit: float | None = None) -> float:
-    """``explicit``, else ``[ion_webhooks] poll_interval``, else 0.2 s (floored at 10 ms)."""
-    value: Any = explicit if explicit is not None else _config("poll_interval")
-    if value is None:
-        value = os.environ.get("AIRFLOW_ION_POLL_INTERVAL", DEFAULT_POLL_INTERVAL)
-    return max(0.01, float(value))
+    """``explicit``, else ``[ion_webhooks] poll_interval`` (0.2 s), floored at 10 ms."""
+    from airflow_provider_ion import config
+
+    return max(0.01, float(explicit) if explicit is not None else config.get_float("poll_interval"))
 
 
 _inboxes: dict[str, Inbox] = {}

@@ -114,7 +114,7 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
     :param match: ``{"data.runId": 7}``: dotted paths into the delivery body; see ``triggers.matching``.
     :param consumer: name of this trigger's cursor in the inbox. Default: derived from the filter, so it
         survives re-parses; set it to keep the position when you change the filter.
-    :param inbox_url: default ``[ion_webhooks] inbox_url``, else ``$AIRFLOW_ION_INBOX_URL``, else
+    :param inbox_url: default ``[ion_webhooks] inbox_url``, else
         ``$AIRFLOW_HOME/ion_inbox.db``. Resolved in the triggerer, never at parse time.
     :param poll_interval: seconds between inbox reads (SQLite; PostgreSQL is woken by NOTIFY). Default
         ``[ion_webhooks] poll_interval`` or 0.2.

@@ -55,7 +55,6 @@ MOUNT_PATH = "/ion-webhooks"
 #: names cannot grow the counters table.
 UNKNOWN_RECEIVER = "(unknown receiver)"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-CONFIG_SECTION = "ion_webhooks"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: The startup heap is frozen once per process (see ``ReceiverSettings.freeze_gc_at_startup``).
@@ -105,37 +104,26 @@ class ReceiverSettings:
 
     @classmethod
     def from_airflow_config(cls, **overrides: Any) -> ReceiverSettings:
-        """Settings from ``[ion_webhooks]`` in Airflow's config (env vars included), then ``overrides``."""
-        from airflow.configuration import conf
+        """Settings from ``[ion_webhooks]`` (:mod:`airflow_provider_ion.config`), then ``overrides``."""
+        from airflow_provider_ion import config
 
-        def get(key: str) -> str | None:
-            value = conf.get(CONFIG_SECTION, key, fallback=None)
-            return value if value not in (None, "") else None
-
-        def split(value: str | None) -> tuple[str, ...] | None:
-            return tuple(v.strip() for v in value.split(",") if v.strip()) if value is not None else None
-
-        values: dict[str, Any] = {}
-        if (v := get("inbox_url")) is not None:
-            values["inbox_url"] = v
-        if (v := get("max_body_bytes")) is not None:
-            values["max_body_bytes"] = int(v)
-        for key in ("allowed_cidrs", "trusted_proxies", "required_fields"):
-            if (v := split(get(key))) is not None:
-                values[key] = v
-        if (v := get("ion_conn_id")) is not None:
-            values["ion_conn_id"] = v if v.lower() not in ("none", "off", "false") else None
-        if (v := get("secret_refresh_interval")) is not None:
-            values["secret_refresh_interval"] = float(v)
-        if (v := get("freeze_gc_at_startup")) is not None:
-            values["freeze_gc_at_startup"] = v.strip().lower() in ("1", "true", "yes", "on")
-        scheme = {
-            part: v
-            for part in ("header", "algorithm", "encoding", "prefix")
-            if (v := conf.get(CONFIG_SECTION, f"signature_{part}", fallback=None)) is not None
+        conn_id = config.get("ion_conn_id")
+        values: dict[str, Any] = {
+            "inbox_url": config.get("inbox_url"),
+            "max_body_bytes": config.get_int("max_body_bytes"),
+            "allowed_cidrs": config.get_list("allowed_cidrs"),
+            "trusted_proxies": config.get_list("trusted_proxies"),
+            "required_fields": config.get_list("required_fields"),
+            "ion_conn_id": conn_id if conn_id and conn_id.lower() not in ("none", "off", "false") else None,
+            "secret_refresh_interval": config.get_float("secret_refresh_interval"),
+            "freeze_gc_at_startup": config.get_bool("freeze_gc_at_startup"),
+            "scheme": SignatureScheme(
+                header=config.get("signature_header") or DEFAULT_SCHEME.header,
+                algorithm=config.get("signature_algorithm") or DEFAULT_SCHEME.algorithm,
+                encoding=config.get("signature_encoding") or DEFAULT_SCHEME.encoding,
+                prefix="" if (prefix := config.get("signature_prefix") or "").lower() == "none" else prefix,
+            ),
         }
-        if scheme:
-            values["scheme"] = SignatureScheme(**scheme)
         values.update(overrides)
         return cls(**values)
 

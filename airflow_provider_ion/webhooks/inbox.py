@@ -103,12 +103,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def default_inbox_url() -> str:
-    """``$AIRFLOW_ION_INBOX_URL``, else a SQLite file ``$AIRFLOW_HOME/ion_inbox.db`` (``~/airflow``)."""
-    url = os.environ.get("AIRFLOW_ION_INBOX_URL")
-    if url:
-        return url
-    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return f"sqlite:///{Path(home, 'ion_inbox.db')}"
+    """The configured inbox: ``[ion_webhooks] inbox_url``, else ``$AIRFLOW_HOME/ion_inbox.db``."""
+    from airflow_provider_ion import config
+
+    return config.inbox_url()
 
 
 class InboxUnavailable(Exception):

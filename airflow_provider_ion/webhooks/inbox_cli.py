@@ -1,7 +1,7 @@
 """``airflow-ion inbox``: look into the webhook inbox (tail, stats, purge).
 
 Imported by ``airflow-ion --help``, so it stays light: SQLAlchemy is imported only when a subcommand
-runs. The inbox URL comes from ``--url``, else ``$AIRFLOW_ION_INBOX_URL``, else the SQLite file
+runs. The inbox URL comes from ``--url``, else ``[ion_webhooks] inbox_url``, else the SQLite file
 ``$AIRFLOW_HOME/ion_inbox.db``.
 """
 
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         default=None,
-        help="inbox URL (sqlite:///path or postgresql+psycopg://...); default: $AIRFLOW_ION_INBOX_URL, "
+        help="inbox URL (sqlite:///path or postgresql+psycopg://...); default: [ion_webhooks] inbox_url, "
         "else $AIRFLOW_HOME/ion_inbox.db",
     )
     parser.add_argument("--table-prefix", default="ion_inbox", help="table name prefix (default: ion_inbox)")

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("airflow_db", "ion_default_conn")
 def inbox_env(tmp_path, monkeypatch) -> str:
     """A fresh inbox for the DAG's auto-detection (the session's AIRFLOW_HOME may hold another test's)."""
     url = f"sqlite:///{tmp_path / 'inbox.db'}"
-    monkeypatch.setenv("AIRFLOW_ION_INBOX_URL", url)
+    monkeypatch.setenv("AIRFLOW__ION_WEBHOOKS__INBOX_URL", url)
     return url
 
 

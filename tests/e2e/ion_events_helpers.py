@@ -60,7 +60,6 @@ WAIT_DAG = textwrap.dedent(
 def env_for(inbox_url: str) -> dict[str, str]:
     return {
         "AIRFLOW__ION_WEBHOOKS__INBOX_URL": inbox_url,
-        "AIRFLOW_ION_INBOX_URL": inbox_url,
         "AIRFLOW__ION_WEBHOOKS__ION_CONN_ID": "none",
         f"AIRFLOW_VAR_ION_WEBHOOK_SECRET_{RECEIVER.upper()}": SECRET,
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",

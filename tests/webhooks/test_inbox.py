@@ -451,7 +451,7 @@ def test_unavailable_when_postgres_is_down_without_leaking_the_password():
 
 
 def test_default_url(monkeypatch, tmp_path):
-    monkeypatch.delenv("AIRFLOW_ION_INBOX_URL", raising=False)
+    monkeypatch.delenv("AIRFLOW__ION_WEBHOOKS__INBOX_URL", raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
     assert default_inbox_url() == f"sqlite:///{tmp_path / 'home' / 'ion_inbox.db'}"
     inbox = Inbox()
@@ -460,7 +460,7 @@ def test_default_url(monkeypatch, tmp_path):
     inbox.close()
     monkeypatch.delenv("AIRFLOW_HOME")
     assert default_inbox_url().endswith(os.path.join("airflow", "ion_inbox.db"))
-    monkeypatch.setenv("AIRFLOW_ION_INBOX_URL", "postgresql+psycopg://u@h/db")
+    monkeypatch.setenv("AIRFLOW__ION_WEBHOOKS__INBOX_URL", "postgresql+psycopg://u@h/db")
     assert Inbox.from_url().safe_url == "postgresql+psycopg://u@h/db"
 
 
