@@ -8,8 +8,8 @@ No message carries a secret: the client secret, an access token or a receiver's 
 never reaches ``str(exc)`` or ``repr(exc)``. GraphQL error messages come from ION and name fields, not
 values; the hook still scrubs every message through :func:`redact` before raising.
 
-``airflow.exceptions`` is imported here on purpose: ``import airflow`` already loads it, so it
-costs nothing extra for a DAG file that imports our operators.
+``AirflowException`` comes from the public ``airflow.sdk.exceptions`` (present from task-sdk 1.1, i.e.
+Airflow 3.1; there it re-exports ``airflow.exceptions.AirflowException``, so both are the same class).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException
 
 __all__ = [
     "IonAuthError",
@@ -29,6 +29,7 @@ __all__ = [
     "IonPaginationError",
     "IonRetryExhausted",
     "IonTransportError",
+    "IonWebhookStateError",
     "redact",
 ]
 
@@ -44,7 +45,19 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
 
 
 class IonError(AirflowException):
-    """Base class of every error the ION provider raises."""
+    """Base class of every error the ION provider raises.
+
+    Example::
+
+        try:
+            hook.execute("Ping")
+        except IonError as err:
+            log.error("ION is not usable: %s", err)
+    """
+
+    #: ION's HTTP status, on the errors that came from an HTTP answer (else None). It shadows
+    #: ``AirflowException.status_code``, which Airflow's API server reads for its own errors only.
+    status_code: int | None  # type: ignore[assignment]
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -144,7 +157,14 @@ class IonConcurrencyError(IonGraphQLError):
     ``_etag``), re-apply the change and try again. ``object_id`` is the id of the object when known.
     """
 
-    def __init__(self, message: str, errors=None, *, object_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        object_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, errors, **kwargs)
         self.object_id = object_id
 
@@ -181,3 +201,16 @@ class IonRetryExhausted(IonTransportError):
 
 class IonPaginationError(IonError):
     """A Relay connection misbehaved (same cursor twice, ``hasNextPage`` without ``endCursor``)."""
+
+
+class IonWebhookStateError(IonError):
+    """ION's webhook state does not allow the requested change.
+
+    For example two receivers share a name, the object to update does not exist, or a receiver is
+    reused with a ``shared_secret`` that differs from the one ION holds::
+
+        try:
+            ensure_receiver(hook, name="factory", webhook_uri=uri)
+        except IonWebhookStateError as err:
+            log.error("cannot apply the desired webhooks: %s", err)
+    """

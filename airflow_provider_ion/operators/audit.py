@@ -1,10 +1,10 @@
-"""The ION webhook subscription audit: find (and optionally fix) drift between ION and what pipelines need.
+"""The ION webhook subscription audit operator: find (and optionally fix) drift between ION and what pipelines need.
 
 Webhooks fail quietly: a disabled subscription, a receiver someone pointed elsewhere, or deliveries that
 have been failing for a day look exactly like "nothing happened in the factory". The audit reads ION's
 whole webhook state in a few paginated requests, compares it with an optional desired state (the spec
 :class:`~airflow_provider_ion.operators.webhooks.IonEnsureWebhooksOperator` takes) and reports findings
-that each carry a severity, a stable ``code`` (alert on it), the object, and a suggested fix.
+(the pure checks live in :mod:`airflow_provider_ion.operators.audit_checks`).
 
 Cost is bounded and independent of the number of receivers: one paginated pass over receivers, one over
 subscriptions, one count of the events in the window and one paginated pass over the *failing* events of
@@ -17,21 +17,29 @@ Importing this module is cheap (DAG files import it at parse time): the hook (gq
 
 from __future__ import annotations
 
-import json
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_ion.operators.webhooks import (
-    _IonBaseOperator,
-    _is_loopback,
-    _pairs,
+from airflow_provider_ion.masking import mask
+from airflow_provider_ion.operators.audit_checks import (
+    FAILING_STATUSES,
+    SEVERITIES,
+    AuditSnapshot,
+    ExpectedWebhooks,
+    FailOn,
+    Finding,
+    applies_to,
+    audit_findings,
+    format_findings_table,
+    is_resolved_by,
+    normalize_expected,
+    summarize,
+)
+from airflow_provider_ion.operators.base import IonBaseOperator
+from airflow_provider_ion.webhook_state import (
     ensure_webhooks,
-    mask,
     set_subscription_active,
     store_receiver_secret,
     without_secret,
@@ -42,574 +50,21 @@ if TYPE_CHECKING:
 
     from airflow_provider_ion.hooks.ion import IonHook
 
-__all__ = [
-    "FINDING_CODES",
-    "AuditSnapshot",
-    "ExpectedWebhooks",
-    "Finding",
-    "IonWebhookAuditOperator",
-    "audit_findings",
-    "format_findings_table",
-    "normalize_expected",
-]
+__all__ = ["DEFAULT_PAGE_SIZE", "IonWebhookAuditOperator"]
 
-Severity = Literal["error", "warning", "info"]
-FailOn = Literal["error", "warning", "never"]
-SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
-FAILING_STATUSES = ("FAILED", "RETRYING")
 DEFAULT_PAGE_SIZE = 500
-
-#: Every finding code, its usual severity, and what it means. Codes are stable: alert on them.
-FINDING_CODES: dict[str, tuple[str, str]] = {
-    "receiver_missing": ("error", "an expected receiver does not exist in ION"),
-    "receiver_disabled": ("error", "an expected receiver exists but is disabled"),
-    "duplicate_receiver_name": ("error", "several receivers share an expected receiver's name (ambiguous)"),
-    "receiver_uri_mismatch": ("warning", "an expected receiver points at another URI than the spec"),
-    "subscription_missing": ("error", "an expected (resource, action) subscription does not exist"),
-    "subscription_disabled": ("error", "an expected subscription exists but none of its copies is active"),
-    "subscription_unexpected": ("warning", "an active subscription not in a spec with prune=True"),
-    "active_subscription_on_disabled_receiver": ("warning", "active subscriptions on a disabled receiver"),
-    "duplicate_subscription": ("warning", "several active subscriptions for one (receiver, resource, action)"),
-    "subscription_without_receiver": ("warning", "a subscription whose receiver does not exist"),
-    "receiver_without_subscriptions": ("info", "an active receiver with no active subscription"),
-    "receiver_uri_not_https": ("error", "plain HTTP to a public host (info when the host is loopback)"),
-    "delivery_failures": ("error", "FAILED events in the window (warning when only RETRYING)"),
-    "signature_rejections": ("warning", "deliveries the receiver refused for a bad signature"),
-    "consumer_lagging": ("warning", "an inbox consumer's cursor is more than max_consumer_lag events behind"),
-    "inbox_unavailable": ("warning", "the configured inbox could not be read"),
-    "fix_failed": ("error", "fix=True could not apply a change"),
-}
-
-#: Codes that ``fix=True`` resolves (when the spec allows it; see the operator's docstring).
-FIXABLE_CODES = frozenset(
-    {
-        "receiver_missing",
-        "receiver_disabled",
-        "receiver_uri_mismatch",
-        "subscription_missing",
-        "subscription_disabled",
-        "subscription_unexpected",
-        "duplicate_subscription",
-    }
-)
-
-
-# --------------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------------
-@dataclass
-class Finding:
-    """One problem: ``severity``, stable ``code``, the ``object`` it is about and a suggested ``fix``."""
-
-    severity: Severity
-    code: str
-    message: str
-    object: dict[str, Any]
-    fix: str
-    fixable: bool = False
-    fixed: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if not data["details"]:
-            data.pop("details")
-        return data
-
-
-@dataclass(frozen=True)
-class ExpectedWebhooks:
-    """One desired state: a receiver (spec dict with ``webhook_uri``, or a name/id) and its subscriptions."""
-
-    receiver: str | int | dict[str, Any]
-    subscriptions: tuple[tuple[str, str], ...]
-    prune: bool = False
-
-    @property
-    def ref(self) -> str | int:
-        """The name (or id) the receiver is looked up by."""
-        if isinstance(self.receiver, Mapping):
-            return self.receiver.get("id") or self.receiver.get("name") or ""
-        return self.receiver
-
-    @property
-    def spec(self) -> dict[str, Any] | None:
-        """The full receiver spec (can create it), or None when only a name/id was given."""
-        if isinstance(self.receiver, Mapping) and "webhook_uri" in self.receiver:
-            return dict(self.receiver)
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        receiver = without_secret(self.receiver)
-        if isinstance(receiver, dict):
-            receiver.pop("shared_secret", None)
-        return {
-            "receiver": receiver,
-            "subscriptions": [f"{r}/{a}" for r, a in self.subscriptions],
-            "prune": self.prune,
-        }
-
-
-@dataclass
-class AuditSnapshot:
-    """What the audit read from ION (and the inbox): the input of :func:`audit_findings`."""
-
-    receivers: list[dict[str, Any]]
-    subscriptions: list[dict[str, Any]]
-    failing_events: list[dict[str, Any]]
-    events_in_window: int | None = None
-    inbox: dict[str, Any] | None = None
-    rejections: dict[str, dict[str, int]] | None = None
-
-
-def normalize_expected(expected: Any) -> list[ExpectedWebhooks]:
-    """``None``, one ``{"receiver", "subscriptions", "prune"}`` dict, a list of them, or their JSON text.
-
-    :raises ValueError: a malformed spec (so a DAG with a bad spec fails at parse time).
-    """
-    if expected is None or expected == "" or expected == []:
-        return []
-    if isinstance(expected, str):
-        try:
-            expected = json.loads(expected)
-        except ValueError:
-            raise ValueError("expected must be a dict, a list of dicts, or their JSON text") from None
-    items = [expected] if isinstance(expected, Mapping) else list(expected)
-    result = []
-    for item in items:
-        if not isinstance(item, Mapping) or "receiver" not in item:
-            raise ValueError(f"each expected entry needs a 'receiver' (and 'subscriptions'); got {item!r}")
-        receiver = item["receiver"]
-        if isinstance(receiver, Mapping):
-            if not (receiver.get("name") or receiver.get("id")):
-                raise ValueError("an expected receiver spec needs a 'name' (or an 'id')")
-            receiver = dict(receiver)
-        elif not isinstance(receiver, (str, int)) or receiver == "":
-            raise ValueError(f"expected receiver must be a spec dict, a name or an id; got {receiver!r}")
-        pairs = _pairs(item.get("subscriptions") or [])
-        result.append(ExpectedWebhooks(receiver, tuple(pairs), bool(item.get("prune", False))))
-    return result
-
-
-# --------------------------------------------------------------------------------------------------
-# The checks (pure: no I/O, easy to test and to reuse)
-# --------------------------------------------------------------------------------------------------
-def _rid(value: Any) -> str:
-    return str(value)
-
-
-def _sort_id(obj: Mapping[str, Any]) -> tuple[int, str]:
-    text = str(obj.get("id"))
-    return (int(text), "") if text.isdigit() else (0, text)
-
-
-def _receiver_obj(receiver: Mapping[str, Any]) -> dict[str, Any]:
-    return {"type": "receiver", "id": _rid(receiver["id"]), "name": receiver.get("name")}
-
-
-def _uri_problem(uri: str | None) -> Severity | None:
-    parts = urlsplit(uri or "")
-    if parts.scheme == "https" and parts.hostname:
-        return None
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
-        return "info"
-    return "error"
-
-
-def audit_findings(
-    snapshot: AuditSnapshot,
-    expected: Sequence[ExpectedWebhooks] = (),
-    *,
-    window_hours: float = 24,
-    max_consumer_lag: int = 1000,
-    min_failures: int = 1,
-) -> list[Finding]:
-    """Every finding in ``snapshot`` (against ``expected``), most severe first."""
-    findings: list[Finding] = []
-    receivers = {_rid(r["id"]): r for r in snapshot.receivers}
-    subs_by_receiver: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for sub in sorted(snapshot.subscriptions, key=_sort_id):
-        subs_by_receiver[_rid(sub.get("receiverId"))].append(sub)
-    add = findings.append
-
-    # -- receivers -------------------------------------------------------------------------------
-    for rid, receiver in receivers.items():
-        obj = _receiver_obj(receiver)
-        uri = receiver.get("webhookUri")
-        severity = _uri_problem(uri)
-        if severity is not None:
-            where = "a loopback host (tests only)" if severity == "info" else "a non-HTTPS URL"
-            add(
-                Finding(
-                    severity,
-                    "receiver_uri_not_https",
-                    f"Receiver {obj['name']!r} delivers to {where}: {uri}",
-                    {**obj, "webhookUri": uri},
-                    "Serve the receiver over HTTPS and update webhookUri (ION delivers over HTTPS only)",
-                )
-            )
-        active_subs = [s for s in subs_by_receiver.get(rid, []) if s.get("active")]
-        if not receiver.get("active") and active_subs:
-            add(
-                Finding(
-                    "warning",
-                    "active_subscription_on_disabled_receiver",
-                    f"Receiver {obj['name']!r} is disabled but has {len(active_subs)} active subscription(s); "
-                    "those events are not delivered",
-                    {**obj, "subscriptions": [_sub_label(s) for s in active_subs[:50]]},
-                    "Re-enable the receiver (IonEnableWebhookReceiverOperator) or disable its subscriptions",
-                    details={"active_subscriptions": len(active_subs)},
-                )
-            )
-        if receiver.get("active") and not active_subs:
-            add(
-                Finding(
-                    "info",
-                    "receiver_without_subscriptions",
-                    f"Receiver {obj['name']!r} is active but has no active subscription",
-                    obj,
-                    "Subscribe it (IonEnsureWebhooksOperator) or disable it if it is retired",
-                )
-            )
-
-    # -- subscriptions ---------------------------------------------------------------------------
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for rid, subs in subs_by_receiver.items():
-        if rid not in receivers:
-            for sub in subs:
-                add(
-                    Finding(
-                        "warning",
-                        "subscription_without_receiver",
-                        f"Subscription {sub['id']} ({sub['resource']}/{sub['action']}) names receiver {rid}, "
-                        "which does not exist",
-                        _sub_obj(sub, None),
-                        "Disable the subscription (IonDisableWebhookSubscriptionOperator)",
-                    )
-                )
-        for sub in subs:
-            if sub.get("active"):
-                groups[(rid, sub["resource"], sub["action"])].append(sub)
-    for (rid, resource, action), subs in groups.items():
-        if len(subs) > 1:
-            keep, extra = subs[0], subs[1:]
-            name = (receivers.get(rid) or {}).get("name")
-            add(
-                Finding(
-                    "warning",
-                    "duplicate_subscription",
-                    f"Receiver {name!r} has {len(subs)} active {resource}/{action} subscriptions; each event "
-                    "is delivered that many times",
-                    {
-                        "type": "subscription",
-                        "receiver_id": rid,
-                        "receiver_name": name,
-                        "resource": resource,
-                        "action": action,
-                        "ids": [_rid(s["id"]) for s in subs],
-                    },
-                    f"Keep the oldest ({keep['id']}) and disable {', '.join(_rid(s['id']) for s in extra)} "
-                    "(fix=True does this)",
-                    fixable=True,
-                    details={"keep": _rid(keep["id"]), "disable": [_rid(s["id"]) for s in extra]},
-                )
-            )
-
-    # -- desired state ---------------------------------------------------------------------------
-    for entry in expected:
-        findings.extend(_expected_findings(entry, snapshot.receivers, subs_by_receiver))
-
-    # -- audit trail -----------------------------------------------------------------------------
-    findings.extend(_failure_findings(snapshot.failing_events, receivers, window_hours, min_failures))
-
-    # -- local inbox -----------------------------------------------------------------------------
-    inbox = snapshot.inbox or {}
-    if inbox.get("error"):
-        add(
-            Finding(
-                "warning",
-                "inbox_unavailable",
-                f"The inbox could not be read: {inbox['error']}",
-                {"type": "inbox", "url": inbox.get("url")},
-                "Check inbox_url / [ion_webhooks] inbox_url and that the database is reachable",
-            )
-        )
-    for consumer, state in sorted((inbox.get("consumers") or {}).items()):
-        lag = int(state.get("lag") or 0)
-        if lag > max_consumer_lag:
-            add(
-                Finding(
-                    "warning",
-                    "consumer_lagging",
-                    f"Inbox consumer {consumer!r} is {lag} events behind (threshold {max_consumer_lag})",
-                    {"type": "consumer", "name": consumer, "url": inbox.get("url")},
-                    "Check that the triggerer runs and the waiting DAGs are unpaused; a consumer that is gone "
-                    "for good can be removed (airflow-ion inbox ...)",
-                    details={"lag": lag, "cursor": state.get("cursor"), "updated_at": state.get("updated_at")},
-                )
-            )
-    for receiver_name, reasons in sorted((snapshot.rejections or {}).items()):
-        count = sum(n for reason, n in reasons.items() if "signature" in reason)
-        if count:
-            add(
-                Finding(
-                    "warning",
-                    "signature_rejections",
-                    f"The receiver refused {count} delivery(ies) for {receiver_name!r} over a bad signature",
-                    {"type": "receiver", "name": receiver_name},
-                    "The secret in Airflow differs from ION's: re-run IonEnsureWebhooksOperator (stores the "
-                    "secret) or rotate the receiver's secret",
-                    details={"reasons": dict(reasons)},
-                )
-            )
-
-    order = {s: i for i, s in enumerate(SEVERITIES)}
-    findings.sort(key=lambda f: (order[f.severity], f.code))
-    return findings
-
-
-def _sub_label(sub: Mapping[str, Any]) -> str:
-    return f"{sub['id']}:{sub['resource']}/{sub['action']}"
-
-
-def _sub_obj(sub: Mapping[str, Any], receiver: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {
-        "type": "subscription",
-        "id": _rid(sub["id"]),
-        "receiver_id": _rid(sub.get("receiverId")),
-        "receiver_name": (receiver or {}).get("name"),
-        "resource": sub["resource"],
-        "action": sub["action"],
-    }
-
-
-def _match_receivers(entry: ExpectedWebhooks, receivers: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The receivers ``entry`` names: by id (int, digits or a dict with ``id``) first, else by name."""
-    ref = entry.ref
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
-        by_id = [r for r in receivers if _rid(r["id"]) == str(ref).strip()]
-        if by_id or isinstance(ref, int):
-            return by_id
-    return [r for r in receivers if r.get("name") == ref]
-
-
-def _expected_findings(
-    entry: ExpectedWebhooks,
-    receivers: Sequence[Mapping[str, Any]],
-    subs_by_receiver: Mapping[str, list[dict[str, Any]]],
-) -> list[Finding]:
-    found: list[Finding] = []
-    spec = entry.spec
-    label = entry.ref
-    wanted = ", ".join(f"{r}/{a}" for r, a in entry.subscriptions) or "no subscriptions"
-    matches = _match_receivers(entry, receivers)
-    if not matches:
-        obj = {"type": "receiver", "name": label, "subscriptions": [f"{r}/{a}" for r, a in entry.subscriptions]}
-        fix = (
-            "fix=True creates it with its subscriptions (IonEnsureWebhooksOperator)"
-            if spec
-            else "Give the expected receiver a spec with webhook_uri so it can be created, or create it"
-        )
-        found.append(
-            Finding(
-                "error",
-                "receiver_missing",
-                f"Expected receiver {label!r} does not exist ({wanted})",
-                obj,
-                fix,
-                fixable=spec is not None,
-            )
-        )
-        return found
-    if len(matches) > 1:
-        ids = [_rid(r["id"]) for r in matches]
-        found.append(
-            Finding(
-                "error",
-                "duplicate_receiver_name",
-                f"{len(matches)} receivers are named {label!r} (ids {', '.join(ids)}); the spec is "
-                "ambiguous and cannot be checked or fixed",
-                {"type": "receiver", "name": label, "ids": ids},
-                "Disable or rename the extra receivers, or name the receiver by id in the spec",
-            )
-        )
-        return found
-    receiver = matches[0]
-    obj = _receiver_obj(receiver)
-    if not receiver.get("active"):
-        found.append(
-            Finding(
-                "error",
-                "receiver_disabled",
-                f"Expected receiver {obj['name']!r} is disabled",
-                obj,
-                "Re-enable it (fix=True, or IonEnableWebhookReceiverOperator)",
-                fixable=True,
-            )
-        )
-    if spec and spec.get("webhook_uri") and spec["webhook_uri"] != receiver.get("webhookUri"):
-        updating = spec.get("if_exists") == "update"
-        found.append(
-            Finding(
-                "warning",
-                "receiver_uri_mismatch",
-                f"Receiver {obj['name']!r} delivers to {receiver.get('webhookUri')}, the spec says "
-                f"{spec['webhook_uri']}",
-                {**obj, "webhookUri": receiver.get("webhookUri"), "expected": spec["webhook_uri"]},
-                "fix=True updates it"
-                if updating
-                else "Add if_exists='update' to the receiver spec so fix=True aligns it, or update the spec",
-                fixable=updating,
-            )
-        )
-    subs = subs_by_receiver.get(obj["id"], [])
-    for resource, action in entry.subscriptions:
-        same = [s for s in subs if s["resource"] == resource and s["action"] == action]
-        target = {
-            "type": "subscription",
-            "receiver_id": obj["id"],
-            "receiver_name": obj["name"],
-            "resource": resource,
-            "action": action,
-        }
-        if not same:
-            found.append(
-                Finding(
-                    "error",
-                    "subscription_missing",
-                    f"Receiver {obj['name']!r} has no {resource}/{action} subscription",
-                    target,
-                    "Create it (fix=True, or IonEnsureWebhooksOperator)",
-                    fixable=True,
-                )
-            )
-        elif not any(s.get("active") for s in same):
-            found.append(
-                Finding(
-                    "error",
-                    "subscription_disabled",
-                    f"The {resource}/{action} subscription of receiver {obj['name']!r} is disabled",
-                    {**target, "ids": [_rid(s["id"]) for s in same]},
-                    "Re-enable it (fix=True, or IonEnableWebhookSubscriptionOperator)",
-                    fixable=True,
-                )
-            )
-    if entry.prune:
-        for sub in subs:
-            if sub.get("active") and (sub["resource"], sub["action"]) not in entry.subscriptions:
-                found.append(
-                    Finding(
-                        "warning",
-                        "subscription_unexpected",
-                        f"Receiver {obj['name']!r} has an active {sub['resource']}/{sub['action']} "
-                        "subscription that its spec (prune=True) does not list",
-                        _sub_obj(sub, receiver),
-                        "fix=True disables it; or add it to the spec",
-                        fixable=True,
-                    )
-                )
-    return found
-
-
-def _failure_findings(
-    events: Iterable[Mapping[str, Any]],
-    receivers: Mapping[str, Mapping[str, Any]],
-    window_hours: float,
-    min_failures: int,
-) -> list[Finding]:
-    by_receiver: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for event in events:
-        by_receiver[_rid(event.get("receiverId"))].append(event)
-    found = []
-    for rid, items in sorted(by_receiver.items(), key=lambda kv: -len(kv[1])):
-        if len(items) < min_failures:
-            continue
-        statuses = Counter(e.get("status") for e in items)
-        kinds = Counter(f"{e.get('resource')}/{e.get('action')}" for e in items)
-        codes = Counter(str(e.get("lastResponseCode")) for e in items)
-        latest = max(items, key=lambda e: str(e.get("createdAt") or ""))
-        name = (receivers.get(rid) or {}).get("name")
-        severity: Severity = "error" if statuses.get("FAILED") else "warning"
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
-        found.append(
-            Finding(
-                severity,
-                "delivery_failures",
-                f"Receiver {name!r}: {counts} event(s) in the last {window_hours:g} h",
-                {"type": "receiver", "id": rid, "name": name},
-                "Check the receiver is reachable and answers expectedResponseCode (see last_error); "
-                "a secret mismatch shows as 401",
-                details={
-                    "total": len(items),
-                    "by_status": dict(statuses),
-                    "by_resource_action": dict(kinds.most_common(20)),
-                    "by_response_code": dict(codes.most_common(10)),
-                    "subscriptions": sorted({_rid(e.get("subscriptionId")) for e in items})[:50],
-                    "first_at": min(str(e.get("createdAt") or "") for e in items),
-                    "last_at": str(latest.get("createdAt") or ""),
-                    "last_error": (latest.get("lastError") or "")[:200] or None,
-                },
-            )
-        )
-    return found
-
-
-def summarize(findings: Iterable[Finding]) -> dict[str, int]:
-    """Counts of the findings still open (not fixed), by severity."""
-    counts = Counter(f.severity for f in findings if not f.fixed)
-    return {s: counts.get(s, 0) for s in SEVERITIES}
-
-
-def format_findings_table(findings: Sequence[Mapping[str, Any]], *, width: int = 100) -> str:
-    """A plain-text table of report findings (severity, code, object, message) for task logs."""
-    if not findings:
-        return "No findings: ION's webhooks look healthy."
-    rows = [("SEVERITY", "CODE", "OBJECT", "MESSAGE")]
-    for f in findings:
-        obj = f.get("object") or {}
-        ident = obj.get("name") or obj.get("receiver_name") or obj.get("id") or ""
-        if obj.get("resource"):
-            ident = f"{ident} {obj['resource']}/{obj['action']}"
-        state = " [fixed]" if f.get("fixed") else ""
-        rows.append((f["severity"] + state, f["code"], str(ident)[:40], f["message"][:width]))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows)
 
 
 # --------------------------------------------------------------------------------------------------
 # The operator
 # --------------------------------------------------------------------------------------------------
-class _RequestCounter:
-    """Counts the GraphQL requests a hook sends (wraps ``hook.execute``; pagination goes through it).
-
-    A context manager: the hook's own ``execute`` is restored on exit, so a retried task counts afresh.
-    """
-
-    def __init__(self, hook: IonHook) -> None:
-        self.hook = hook
-        self.count = 0
-
-    def __enter__(self) -> _RequestCounter:
-        original = self.hook.execute
-
-        def execute(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            self.count += 1
-            return original(*args, **kwargs)
-
-        self.hook.execute = execute  # type: ignore[method-assign]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.hook.__dict__.pop("execute", None)
-
-
 def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
 
 
-class IonWebhookAuditOperator(_IonBaseOperator):
+class IonWebhookAuditOperator(IonBaseOperator):
     """Audit ION's webhooks: report drift, failing deliveries and lagging consumers; optionally fix drift.
 
     Run it on a schedule (see ``dags/ion_webhooks_audit.py``). It reads every receiver and subscription
@@ -745,12 +200,8 @@ class IonWebhookAuditOperator(_IonBaseOperator):
         inbox = Inbox.from_url(url)
         try:
             stats = inbox.stats()
-            rejections = None
-            # Forward-compatible: the inbox does not persist signature rejections yet (see the report).
-            counter = getattr(inbox, "rejection_counts", None)
-            if callable(counter):
-                since = datetime.now(UTC) - timedelta(hours=float(self.window_hours))
-                rejections = counter(since=since)
+            since = datetime.now(UTC) - timedelta(hours=float(self.window_hours))
+            rejections = inbox.rejection_counts(since=since)
         except Exception as error:  # InboxUnavailable and friends: report, don't fail the audit
             return {"checked": False, "url": inbox.safe_url, "error": str(error)[:300]}, None
         finally:
@@ -771,7 +222,7 @@ class IonWebhookAuditOperator(_IonBaseOperator):
     ) -> list[dict[str, Any]]:
         changes: list[dict[str, Any]] = []
         for entry in expected:
-            mine = [f for f in findings if f.fixable and _about(f, entry)]
+            mine = [f for f in findings if f.fixable and applies_to(f, entry)]
             if not mine:
                 continue
             try:
@@ -795,7 +246,7 @@ class IonWebhookAuditOperator(_IonBaseOperator):
                 for item in summary.get(change, []):
                     changes.append({"change": change, "receiver_name": receiver.get("name"), **item})
             for f in findings:
-                if f in mine or _resolved_by(f, entry):
+                if f in mine or is_resolved_by(f, entry):
                     f.fixed = True
         for f in findings:
             if f.code != "duplicate_subscription" or f.fixed:
@@ -829,7 +280,7 @@ class IonWebhookAuditOperator(_IonBaseOperator):
 
     # -- execute ---------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowException
+        from airflow.sdk.exceptions import AirflowException  # the audit's verdict, not an ION error
 
         started = time.monotonic()
         fail_on = str(self.fail_on)
@@ -842,19 +293,19 @@ class IonWebhookAuditOperator(_IonBaseOperator):
         since = now - timedelta(hours=window_hours)
 
         hook = self.hook
-        with _RequestCounter(hook) as counter:
-            snapshot = self._read(hook, since)
-            inbox, rejections = self._read_inbox()
-            snapshot.inbox, snapshot.rejections = inbox, rejections
-            findings = audit_findings(
-                snapshot,
-                expected,
-                window_hours=window_hours,
-                max_consumer_lag=int(self.max_consumer_lag),
-                min_failures=int(self.min_failures),
-            )
-            read_requests = counter.count
-            fixed = self._apply_fixes(hook, expected, findings) if fix else []
+        sent_before = hook.operations_sent
+        snapshot = self._read(hook, since)
+        inbox, rejections = self._read_inbox()
+        snapshot.inbox, snapshot.rejections = inbox, rejections
+        findings = audit_findings(
+            snapshot,
+            expected,
+            window_hours=window_hours,
+            max_consumer_lag=int(self.max_consumer_lag),
+            min_failures=int(self.min_failures),
+        )
+        read_requests = hook.operations_sent - sent_before
+        fixed = self._apply_fixes(hook, expected, findings) if fix else []
         findings.sort(key=lambda f: (SEVERITIES.index(f.severity), f.code))  # fix_failed ones were appended
 
         summary = summarize(findings)
@@ -878,7 +329,7 @@ class IonWebhookAuditOperator(_IonBaseOperator):
                 "fix": fix,
                 "fixed": fixed,
                 "inbox": inbox,
-                "requests": counter.count,
+                "requests": hook.operations_sent - sent_before,
                 "read_requests": read_requests,
                 "seconds": round(time.monotonic() - started, 3),
                 "fail_on": fail_on,
@@ -900,12 +351,13 @@ class IonWebhookAuditOperator(_IonBaseOperator):
             report["seconds"],
             format_findings_table(kept),
         )
+        extra: dict[str, Any] = {
+            "summary": summary,
+            "counts": report["counts"],
+            "generated_at": report["generated_at"],
+        }
         for asset in getattr(self, "outlets", None) or []:
-            context["outlet_events"][asset].extra = {
-                "summary": summary,
-                "counts": report["counts"],
-                "generated_at": report["generated_at"],
-            }
+            context["outlet_events"][asset].extra = extra
         context["ti"].xcom_push(key="report", value=report)
         failing = summary["error"] + (summary["warning"] if fail_on == "warning" else 0)
         if fail_on != "never" and failing:
@@ -914,25 +366,3 @@ class IonWebhookAuditOperator(_IonBaseOperator):
                 f"{summary['info']} info (fail_on={fail_on!r}); the report is in XCom key 'report'"
             )
         return report
-
-
-def _names(finding: Finding, entry: ExpectedWebhooks) -> bool:
-    obj = finding.object
-    ref = str(entry.ref)
-    return ref in (str(obj.get("name")), str(obj.get("id")), str(obj.get("receiver_name")), str(obj.get("receiver_id")))
-
-
-def _about(finding: Finding, entry: ExpectedWebhooks) -> bool:
-    """Whether ``finding`` is a fixable one that applying ``entry`` resolves."""
-    if finding.code not in FIXABLE_CODES or finding.code == "duplicate_subscription":
-        return False
-    return _names(finding, entry)
-
-
-def _resolved_by(finding: Finding, entry: ExpectedWebhooks) -> bool:
-    """Findings that applying ``entry`` resolves as a side effect (it re-enables and subscribes the receiver)."""
-    if finding.code == "active_subscription_on_disabled_receiver":
-        return _names(finding, entry)
-    if finding.code == "receiver_without_subscriptions":
-        return bool(entry.subscriptions) and _names(finding, entry)
-    return False

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_ion.operators.audit import (
+from airflow_provider_ion.operators.audit import IonWebhookAuditOperator
+from airflow_provider_ion.operators.audit_checks import (
     FINDING_CODES,
     AuditSnapshot,
-    IonWebhookAuditOperator,
     audit_findings,
     format_findings_table,
     normalize_expected,

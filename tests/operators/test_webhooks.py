@@ -13,10 +13,8 @@ from airflow_provider_ion.operators.webhooks import (
     IonEnableWebhookSubscriptionOperator,
     IonEnsureWebhooksOperator,
     IonGraphQLOperator,
-    check_webhook_uri,
-    secret_variable_key,
-    without_secret,
 )
+from airflow_provider_ion.webhook_state import check_webhook_uri, secret_variable_key, without_secret
 from tests.dag_runner import run_operator
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "ion_default_conn")
@@ -68,6 +66,65 @@ def test_user_supplied_secret_is_used_and_stored(emulator) -> None:
     assert stored_variable(secret_variable_key("own-secret")) == secret
 
 
+# ---- the shared secret: the Variable always holds the secret ION signs with -------------------------
+OLD_SECRET = "old-secret-0123456789abcdef0123456789"
+NEW_SECRET = "new-secret-0123456789abcdef0123456789"
+
+
+def test_reuse_with_a_different_secret_is_refused_and_nothing_desyncs(emulator) -> None:
+    """Regression: reuse kept ION's old secret but stored the new one, so every delivery got 401."""
+    receiver = create(name="rotating", shared_secret=OLD_SECRET)["op"].xcom
+    assert create(name="rotating", shared_secret=NEW_SECRET).state == "failed"
+    assert emulator.store.get("receivers", receiver["id"])["sharedSecret"] == OLD_SECRET
+    assert stored_variable(secret_variable_key("rotating")) == OLD_SECRET
+
+
+def test_reuse_secret_error_names_the_receiver_and_the_choices(emulator) -> None:
+    from airflow_provider_ion.exceptions import IonWebhookStateError
+    from airflow_provider_ion.hooks.ion import IonHook
+    from airflow_provider_ion.webhook_state import ensure_receiver
+
+    create(name="rotating", shared_secret=OLD_SECRET)
+    with IonHook() as hook, pytest.raises(IonWebhookStateError) as caught:
+        ensure_receiver(hook, name="rotating", webhook_uri=URI, shared_secret=NEW_SECRET)
+    message = str(caught.value)
+    assert "'rotating'" in message and "if_exists='update'" in message and "drop shared_secret" in message
+    assert NEW_SECRET not in message and OLD_SECRET not in message
+
+
+def test_reuse_with_the_same_secret_or_none_stores_ions_secret(emulator) -> None:
+    receiver = create(name="rotating", shared_secret=OLD_SECRET)["op"].xcom
+    emulator.store.update_receiver({"id": receiver["id"], "etag": receiver["_etag"], "active": False})
+    assert create(name="rotating", shared_secret=OLD_SECRET).state == "success"  # re-enables it
+    assert emulator.store.get("receivers", receiver["id"])["active"] is True
+    from airflow.models.variable import Variable
+
+    Variable.delete(secret_variable_key("rotating"))
+    assert create(name="rotating").state == "success"  # no secret given: ION's is read back and stored
+    assert stored_variable(secret_variable_key("rotating")) == OLD_SECRET
+
+
+def test_update_rotates_the_secret_in_ion_and_in_the_variable(emulator) -> None:
+    receiver = create(name="rotating", shared_secret=OLD_SECRET)["op"].xcom
+    assert create(name="rotating", shared_secret=NEW_SECRET, if_exists="update").state == "success"
+    assert emulator.store.get("receivers", receiver["id"])["sharedSecret"] == NEW_SECRET
+    assert stored_variable(secret_variable_key("rotating")) == NEW_SECRET
+
+
+def test_ensure_path_refuses_a_different_secret_under_reuse(emulator) -> None:
+    spec = {"name": "rotating", "webhook_uri": URI, "shared_secret": OLD_SECRET}
+    assert run_operator(IonEnsureWebhooksOperator, receiver=spec, subscriptions=["RUNS/CREATE"]).state == "success"
+    receiver = emulator.store.list("receivers")[0]
+    changed = {**spec, "shared_secret": NEW_SECRET}
+    assert run_operator(IonEnsureWebhooksOperator, receiver=changed, subscriptions=["RUNS/CREATE"]).state == "failed"
+    assert emulator.store.get("receivers", receiver["id"])["sharedSecret"] == OLD_SECRET
+    assert stored_variable(secret_variable_key("rotating")) == OLD_SECRET
+    rotated = {**changed, "if_exists": "update"}
+    assert run_operator(IonEnsureWebhooksOperator, receiver=rotated, subscriptions=["RUNS/CREATE"]).state == "success"
+    assert emulator.store.get("receivers", receiver["id"])["sharedSecret"] == NEW_SECRET
+    assert stored_variable(secret_variable_key("rotating")) == NEW_SECRET
+
+
 @pytest.mark.parametrize("uri", ["http://airflow.example.com/hook", "ftp://x/y", "not a url"])
 def test_non_https_uri_is_refused_unless_loopback(uri: str) -> None:
     with pytest.raises(ValueError, match="webhook_uri"):
@@ -99,7 +156,7 @@ def test_subscription_by_receiver_name_is_reused_and_reenabled(emulator) -> None
 
 def test_unknown_resource_fails_listing_the_valid_ones(emulator) -> None:
     from airflow_provider_ion.hooks.ion import IonHook
-    from airflow_provider_ion.operators.webhooks import ensure_subscription
+    from airflow_provider_ion.webhook_state import ensure_subscription
 
     receiver = create()["op"].xcom
     with IonHook() as hook, pytest.raises(ValueError, match=r"resource 'RUN' is not one ION knows.*RUNS"):
@@ -216,7 +273,7 @@ def test_conflicting_writer_is_outlasted_with_fresh_etags(emulator, monkeypatch)
 def test_conflicts_past_the_bound_fail_naming_the_receiver(emulator, monkeypatch) -> None:
     from airflow_provider_ion.exceptions import IonConcurrencyError
     from airflow_provider_ion.hooks.ion import IonHook
-    from airflow_provider_ion.operators.webhooks import set_receiver_active
+    from airflow_provider_ion.webhook_state import set_receiver_active
 
     receiver = create()["op"].xcom
     _interfere(emulator, monkeypatch, times=100)
