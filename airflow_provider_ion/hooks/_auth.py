@@ -5,23 +5,21 @@ token would multiply load on ION's Keycloak and slow every task. The cache is ke
 (token URL, client id, audience, a hash of the secret): the secret itself is never a key, so a
 logged key reveals nothing.
 
-Concurrency: a ``threading.Lock`` per key serialises sync fetches; in async code one in-flight
-future per (key, event loop) makes 50 concurrent callers share one fetch. Two different loops
-(threads) starting cold at the same instant may each fetch once; that is the only duplicate.
+Concurrency: a ``threading.Lock`` per key serialises fetches, so any number of threads starting cold
+share one token request.
 
 This module imports httpx at top level; the hook imports it lazily.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import ssl
 import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,13 +30,12 @@ from airflow_provider_ion.exceptions import IonAuthError, IonRetryExhausted, Ion
 from airflow_provider_ion.hooks._retry import (
     ATTEMPTS_EXT,
     OPERATION_EXT,
-    AsyncRetryTransport,
     RetryPolicy,
     RetryTransport,
 )
 from airflow_provider_ion.hooks.environments import IonConnectionSettings
 
-__all__ = ["TOKENS", "IonAuth", "TokenCache", "TokenKey", "afetch_token", "fetch_token"]
+__all__ = ["TOKENS", "IonAuth", "TokenCache", "TokenKey", "fetch_token"]
 
 _log = logging.getLogger(__name__)
 _DEFAULT_EXPIRES_IN = 300.0
@@ -78,7 +75,6 @@ class TokenCache:
         self._lock = threading.Lock()
         self._tokens: dict[TokenKey, _Token] = {}
         self._fetch_locks: dict[TokenKey, threading.Lock] = {}
-        self._inflight: dict[tuple[TokenKey, asyncio.AbstractEventLoop], asyncio.Future[str]] = {}
         self.fetches = 0
 
     def peek(self, key: TokenKey) -> str | None:
@@ -108,45 +104,6 @@ class TokenCache:
             if token is not None:
                 return token
             return self._store(key, *fetch())
-
-    async def aget(self, key: TokenKey, fetch: Callable[[], Awaitable[tuple[str, float]]]) -> str:
-        """Async :meth:`get`: concurrent callers on one event loop share a single fetch."""
-        loop = asyncio.get_running_loop()
-        while True:
-            token = self.peek(key)
-            if token is not None:
-                return token
-            slot = (key, loop)
-            with self._lock:
-                future = self._inflight.get(slot)
-                owner = future is None
-                if owner:
-                    future = loop.create_future()
-                    self._inflight[slot] = future
-            assert future is not None
-            if not owner:
-                try:
-                    return await asyncio.shield(future)
-                except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if future.cancelled() and not (task and task.cancelling()):
-                        continue  # the fetching task was cancelled, not us: take over
-                    raise
-            try:
-                token = self._store(key, *(await fetch()))
-            except asyncio.CancelledError:
-                future.cancel()
-                raise
-            except BaseException as exc:
-                future.set_exception(exc)
-                future.exception()  # waiters re-raise it; don't warn "never retrieved" if none
-                raise
-            else:
-                future.set_result(token)
-                return token
-            finally:
-                with self._lock:
-                    self._inflight.pop(slot, None)
 
     def invalidate(self, key: TokenKey, token: str | None = None) -> None:
         """Forget ``key``'s token (only if it is still ``token``, so a late 401 for an old token
@@ -185,7 +142,9 @@ def proxy_for(settings: IonConnectionSettings, url: str) -> str | None:
     parts = urlsplit(url)
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if proxy and not urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+    # proxy_bypass_environment honours no_proxy; it is in CPython's urllib.request but not in typeshed.
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if proxy and not bypass(parts.hostname or "", proxies):
         return proxy
     return None
 
@@ -195,13 +154,6 @@ def sync_transport(
 ) -> RetryTransport:
     inner = httpx.HTTPTransport(verify=ssl_verify(settings), proxy=proxy_for(settings, url))
     return RetryTransport(inner, policy, logger=logger)
-
-
-def async_transport(
-    settings: IonConnectionSettings, policy: RetryPolicy, url: str, logger: Any = None
-) -> AsyncRetryTransport:
-    inner = httpx.AsyncHTTPTransport(verify=ssl_verify(settings), proxy=proxy_for(settings, url))
-    return AsyncRetryTransport(inner, policy, logger=logger)
 
 
 # --- Token requests ------------------------------------------------------------------------------
@@ -297,28 +249,11 @@ def fetch_token(settings: IonConnectionSettings, policy: RetryPolicy, logger: An
     return _token_result(settings, response)
 
 
-async def afetch_token(settings: IonConnectionSettings, policy: RetryPolicy, logger: Any = None) -> tuple[str, float]:
-    """Async :func:`fetch_token`."""
-    (logger or _log).debug("ION token request to %s for client %s", settings.token_url, settings.client_id)
-    transport = async_transport(settings, policy, settings.token_url, logger)
-    async with httpx.AsyncClient(transport=transport, timeout=settings.timeout, trust_env=False) as client:
-        try:
-            response = await client.post(
-                settings.token_url,
-                data=_token_form(settings),
-                extensions={OPERATION_EXT: "token request"},
-            )
-        except httpx.HTTPError as exc:
-            raise _token_transport_error(settings, exc) from None
-    return _token_result(settings, response)
-
-
 class IonAuth(httpx.Auth):
     """Puts the cached token on every request; on a 401 drops it, fetches a fresh one and resends
     once. A second 401 goes back to the caller (the hook turns it into ``IonAuthError``).
 
-    Living in httpx (not gql) means the same code serves the sync and async transports, and sits
-    above the retry transport, so a retried request keeps its token.
+    Living in httpx (not gql) puts it above the retry transport, so a retried request keeps its token.
     """
 
     def __init__(
@@ -338,9 +273,6 @@ class IonAuth(httpx.Auth):
     def token(self) -> str:
         return self._cache.get(self._key, lambda: fetch_token(self._settings, self._policy, self._log))
 
-    async def atoken(self) -> str:
-        return await self._cache.aget(self._key, lambda: afetch_token(self._settings, self._policy, self._log))
-
     def _refreshing(self, request: httpx.Request, token: str) -> None:
         operation = request.extensions.get("ion_operation") or request.url.path
         self._log.info(
@@ -356,13 +288,4 @@ class IonAuth(httpx.Auth):
         if response.status_code == 401:
             self._refreshing(request, token)
             request.headers["Authorization"] = self._settings.authorization(self.token())
-            yield request
-
-    async def async_auth_flow(self, request: httpx.Request):  # type: ignore[override]
-        token = await self.atoken()
-        request.headers["Authorization"] = self._settings.authorization(token)
-        response = yield request
-        if response.status_code == 401:
-            self._refreshing(request, token)
-            request.headers["Authorization"] = self._settings.authorization(await self.atoken())
             yield request

@@ -21,7 +21,7 @@ from gql.transport.exceptions import (
     TransportQueryError,
     TransportServerError,
 )
-from gql.transport.httpx import HTTPXAsyncTransport, HTTPXTransport
+from gql.transport.httpx import HTTPXTransport
 from graphql import DocumentNode, OperationDefinitionNode, parse
 
 from airflow_provider_ion import __version__
@@ -36,7 +36,7 @@ from airflow_provider_ion.exceptions import (
     IonTransportError,
     redact,
 )
-from airflow_provider_ion.hooks._auth import IonAuth, async_transport, sync_transport
+from airflow_provider_ion.hooks._auth import IonAuth, sync_transport
 from airflow_provider_ion.hooks._retry import (
     ATTEMPTS_EXT,
     MUTATION_EXT,
@@ -129,7 +129,7 @@ class HTTPStatusFailure(Exception):
         self.attempts = attempts
 
 
-class _StatusCheck:
+class IonHTTPXTransport(HTTPXTransport):
     """gql would read a JSON error body on a 4xx/5xx as a GraphQL result and lose the status."""
 
     def _prepare_result(self, response: httpx.Response):  # type: ignore[no-untyped-def]
@@ -139,15 +139,7 @@ class _StatusCheck:
             except ValueError:
                 body = None
             raise HTTPStatusFailure(response.status_code, body, int(response.extensions.get(ATTEMPTS_EXT, 1)))
-        return super()._prepare_result(response)  # type: ignore[misc]
-
-
-class IonHTTPXTransport(_StatusCheck, HTTPXTransport):
-    pass
-
-
-class IonHTTPXAsyncTransport(_StatusCheck, HTTPXAsyncTransport):
-    pass
+        return super()._prepare_result(response)
 
 
 def _client_kwargs(settings: IonConnectionSettings, auth: IonAuth) -> dict[str, Any]:
@@ -171,18 +163,7 @@ def sync_client(settings: IonConnectionSettings, policy: RetryPolicy, logger: An
     return Client(transport=transport, fetch_schema_from_transport=False)
 
 
-def async_client(settings: IonConnectionSettings, policy: RetryPolicy, logger: Any) -> Client:
-    """Async twin of :func:`sync_client`. ``execute_timeout=None``: retries have their own bounds."""
-    auth = IonAuth(settings, policy, logger=logger)
-    transport = IonHTTPXAsyncTransport(
-        settings.graphql_url,
-        transport=async_transport(settings, policy, settings.graphql_url, logger),
-        **_client_kwargs(settings, auth),
-    )
-    return Client(transport=transport, fetch_schema_from_transport=False, execute_timeout=None)
-
-
-def call_args(op: Operation, variables: Mapping[str, Any] | None) -> tuple[tuple, dict[str, Any]]:
+def call_args(op: Operation, variables: Mapping[str, Any] | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """(args, kwargs) for ``session.execute`` telling the transport the operation and its kind."""
     extra = {"extensions": {MUTATION_EXT: op.is_mutation, OPERATION_EXT: op.label}}
     values = dict(variables) if variables else None

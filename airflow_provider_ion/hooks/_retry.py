@@ -24,18 +24,16 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import httpx
 
 __all__ = [
     "ATTEMPTS_EXT",
     "MUTATION_EXT",
     "OPERATION_EXT",
-    "AsyncRetryTransport",
     "RetryPolicy",
     "RetryTransport",
     "never_sent",
@@ -59,10 +57,6 @@ _log = logging.getLogger(__name__)
 
 def _sync_sleep(seconds: float) -> None:
     time.sleep(seconds)
-
-
-async def _async_sleep(seconds: float) -> None:
-    await anyio.sleep(seconds)
 
 
 def never_sent(exc: BaseException) -> bool:
@@ -102,7 +96,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When to retry and how long to wait; pure, so it is shared by the sync and async transports.
+    """When to retry and how long to wait; pure, so it is tested apart from the transport.
 
     Exponential backoff with full jitter: ``uniform(0, min(cap, base * 2 ** (attempt - 1)))``.
     ``Retry-After`` on a retryable answer is honoured instead of backoff, capped at
@@ -156,7 +150,7 @@ def _describe(outcome: httpx.Response | BaseException) -> str:
 
 
 class _RetryLoop:
-    """What the sync and async transports share: policy, logging, attempt bookkeeping."""
+    """The transport's policy, logging and attempt bookkeeping."""
 
     def __init__(self, policy: RetryPolicy, logger: logging.Logger | Any | None) -> None:
         self.policy = policy
@@ -222,39 +216,3 @@ class RetryTransport(_RetryLoop, httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
-
-
-class AsyncRetryTransport(_RetryLoop, httpx.AsyncBaseTransport):
-    """Async twin of :class:`RetryTransport`, wrapping ``httpx.AsyncHTTPTransport``."""
-
-    def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport,
-        policy: RetryPolicy,
-        *,
-        logger: logging.Logger | Any | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-    ) -> None:
-        super().__init__(policy, logger)
-        self._inner = inner
-        self._sleep = sleep
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._inner.handle_async_request(request)
-            except httpx.TransportError as exc:
-                delay = self._next(request, attempt, exc)
-                if delay is None:
-                    raise
-            else:
-                delay = self._next(request, attempt, response)
-                if delay is None:
-                    return response
-                await response.aclose()
-            await (self._sleep or _async_sleep)(delay)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()

@@ -129,7 +129,7 @@ def _extras(extra: Mapping[str, Any] | str | None, conn_id: str) -> dict[str, An
     if isinstance(extra, str):
         try:
             extra = json.loads(extra)
-        except ValueError as err:
+        except json.JSONDecodeError as err:
             raise IonConfigError(f"Connection {conn_id!r}: extra is not valid JSON ({err.msg}).") from None
     if not isinstance(extra, Mapping):
         raise IonConfigError(f"Connection {conn_id!r}: extra must be a JSON object.")

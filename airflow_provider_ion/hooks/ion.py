@@ -1,7 +1,13 @@
-"""``IonHook``: ION's GraphQL API for Airflow tasks and triggers.
+"""``IonHook``: ION's GraphQL API for Airflow tasks.
 
-One hook gives DAG code authenticated, retried, paginated GraphQL (sync and async) plus thin typed
-calls for ION's webhook objects (receivers, subscriptions, events).
+One hook gives DAG code authenticated, retried, paginated GraphQL plus thin typed calls for ION's
+webhook objects (receivers, subscriptions, events).
+
+The hook is synchronous only. Every production caller is synchronous: the operators, the audit and
+the receiver's secret look-up (which runs in a worker thread beside Airflow's synchronous Variable and
+Connection look-ups); the triggers read the local inbox, never ION. An async twin of every call was
+removed in 0.2.0 rather than kept untested by real use; async code can call the hook through
+``asyncio.to_thread``.
 
 Importing this module is cheap on purpose (DAG files import our operators at parse time): gql,
 graphql-core and our own httpx plumbing are imported inside methods. Note that ``import airflow``
@@ -10,10 +16,8 @@ itself already loads httpx on Airflow 3.3; this module adds neither httpx nor gq
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -29,6 +33,7 @@ from airflow_provider_ion.exceptions import (
     redact,
 )
 from airflow_provider_ion.hooks.environments import IonConnectionSettings, settings_from_connection
+from airflow_provider_ion.masking import mask
 
 if TYPE_CHECKING:
     from gql import Client
@@ -56,17 +61,6 @@ def clear_token_cache() -> None:
     from airflow_provider_ion.hooks._auth import TOKENS
 
     TOKENS.clear()
-
-
-def _mask(secret: str | None) -> None:
-    """Register ``secret`` with Airflow's secrets masker so task logs show ``***`` instead."""
-    if not secret:
-        return
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - Airflow < 3.1
-        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
-    mask_secret(secret)
 
 
 def _headers(headers: Mapping[str, str] | Sequence[Mapping[str, str]] | None) -> list[dict[str, str]] | None:
@@ -112,7 +106,7 @@ def _dig(data: Mapping[str, Any], path: str | None) -> Mapping[str, Any]:
 
 
 class _Pager:
-    """Cursor bookkeeping shared by paginate and apaginate: the same cursor twice is an error."""
+    """Cursor bookkeeping of :meth:`IonHook.paginate`: the same cursor twice is an error."""
 
     def __init__(self, label: str, variables: Mapping[str, Any] | None, page_size: int) -> None:
         if page_size < 1:
@@ -161,8 +155,8 @@ class IonHook(BaseHook):
 
     * one token per API key per process (shared cache, refreshed before expiry, one fetch for any
       number of concurrent callers); a 401 drops the token, refreshes and resends once;
-    * one pooled HTTP client per hook (sync) and per event loop (async); close with :meth:`close` /
-      :meth:`aclose` or use the hook as a (async) context manager;
+    * one pooled HTTP client per hook; close it with :meth:`close` or use the hook as a context
+      manager;
     * retries with exponential backoff and full jitter on 429, 502/503/504, connect errors and
       timeouts, except that **a mutation is retried only when it provably never reached ION**
       (connect error, connect/pool timeout) **or ION refused it (429)**. After a 5xx, a read
@@ -178,9 +172,6 @@ class IonHook(BaseHook):
             hook.create_subscription(receiver["id"], "RUNS", "UPDATE")
             for node in hook.paginate("ListWebhookEvents", {"filters": None}):
                 ...
-
-        async with IonHook() as hook:  # in a trigger
-            data = await hook.aexecute("GetWebhookEvent", {"id": "42"})
 
     :param ion_conn_id: the Airflow connection id.
     :param timeout: seconds per HTTP request; overrides the connection's extra ``timeout`` (30).
@@ -214,12 +205,9 @@ class IonHook(BaseHook):
         self._lock = threading.Lock()
         self._sync_client: Client | None = None
         self._sync_session: Any = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Client, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        #: GraphQL operations this hook has sent (one per :meth:`execute` call, retries inside it
+        #: included); e.g. the audit reports how many requests it cost.
+        self.operations_sent = 0
         self._enums: dict[str, list[str] | None] = {}
 
     # --- connection -------------------------------------------------------------------------------
@@ -257,12 +245,6 @@ class IonHook(BaseHook):
         """
         if self._settings is None:
             self._settings = self._settings_from(self.get_connection(self.ion_conn_id))
-        return self._settings
-
-    async def asettings(self) -> IonConnectionSettings:
-        """:attr:`settings` without blocking the event loop (``aget_connection``)."""
-        if self._settings is None:
-            self._settings = self._settings_from(await self.aget_connection(self.ion_conn_id))
         return self._settings
 
     @property
@@ -303,52 +285,18 @@ class IonHook(BaseHook):
                 self._sync_client = client
             return self._sync_session
 
-    async def _asession(self) -> Any:
-        loop = asyncio.get_running_loop()
-        entry = self._async.get(loop)
-        if entry is not None:
-            return entry[1]
-        with self._lock:
-            lock = self._async_locks.setdefault(loop, asyncio.Lock())
-        async with lock:
-            entry = self._async.get(loop)
-            if entry is None:
-                from airflow_provider_ion.hooks import _gql
-
-                settings = await self.asettings()
-                client = _gql.async_client(settings, self.retry_policy, self.log)
-                session = await client.connect_async()
-                entry = self._async[loop] = (client, session)
-            return entry[1]
-
     def close(self) -> None:
-        """Close the sync HTTP pool; async pools of loops that are gone are dropped too."""
+        """Close the HTTP pool (a later call opens a new one)."""
         with self._lock:
             client, self._sync_client, self._sync_session = self._sync_client, None, None
-            for loop in list(self._async):
-                if loop.is_closed():
-                    self._async.pop(loop, None)
         if client is not None:
             client.close_sync()
-
-    async def aclose(self) -> None:
-        """Close the async HTTP pool of the running event loop (and the sync one, if open)."""
-        entry = self._async.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry[0].close_async()
-        self.close()
 
     def __enter__(self) -> IonHook:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    async def __aenter__(self) -> IonHook:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # --- GraphQL ---------------------------------------------------------------------------------
 
@@ -380,26 +328,9 @@ class IonHook(BaseHook):
         op = self._operation(document, operation_name)
         session = self._session()
         args, kwargs = _gql.call_args(op, variables)
+        self.operations_sent += 1
         try:
             return session.execute(*args, **kwargs)
-        except Exception as exc:
-            raise self._translate(exc, op, variables) from None
-
-    async def aexecute(
-        self,
-        document: str,
-        variables: Mapping[str, Any] | None = None,
-        *,
-        operation_name: str | None = None,
-    ) -> dict[str, Any]:
-        """Async :meth:`execute`; concurrent calls share one HTTP pool and one token fetch."""
-        from airflow_provider_ion.hooks import _gql
-
-        op = self._operation(document, operation_name)
-        session = await self._asession()
-        args, kwargs = _gql.call_args(op, variables)
-        try:
-            return await session.execute(*args, **kwargs)
         except Exception as exc:
             raise self._translate(exc, op, variables) from None
 
@@ -437,41 +368,15 @@ class IonHook(BaseHook):
             if not pager.advance(info):
                 return
 
-    async def apaginate(
-        self,
-        document: str,
-        variables: Mapping[str, Any] | None = None,
-        *,
-        connection_path: str | None = None,
-        page_size: int = 100,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Async :meth:`paginate`."""
-        pager = _Pager(self._operation(document, None).label, variables, page_size)
-        while True:
-            nodes, info = pager.page(await self.aexecute(document, pager.page_variables()), connection_path)
-            for node in nodes:
-                yield node
-            if not pager.advance(info):
-                return
-
-    async def _alist(self, document: str, variables: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-        return [node async for node in self.apaginate(document, variables)]
-
     # --- receivers -------------------------------------------------------------------------------
 
     def list_receivers(self, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Every webhook receiver (optionally ION-style ``filters``, e.g. ``{"active": {"eq": True}}``)."""
         return list(self.paginate("ListWebhookReceivers", {"filters": filters}))
 
-    async def alist_receivers(self, filters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        return await self._alist("ListWebhookReceivers", {"filters": filters})
-
     def find_receivers_by_name(self, name: str) -> list[dict[str, Any]]:
         """Receivers whose name is exactly ``name`` (ION does not enforce unique names)."""
         return self.list_receivers({"name": {"eq": name}})
-
-    async def afind_receivers_by_name(self, name: str) -> list[dict[str, Any]]:
-        return await self.alist_receivers({"name": {"eq": name}})
 
     @staticmethod
     def _node(data: Mapping[str, Any], field: str) -> dict[str, Any] | None:
@@ -484,13 +389,6 @@ class IonHook(BaseHook):
         except IonNotFoundError:
             return None
 
-    async def aget_receiver(self, receiver_id: str | int) -> dict[str, Any] | None:
-        try:
-            data = await self.aexecute("GetWebhookReceiver", {"id": str(receiver_id)})
-        except IonNotFoundError:
-            return None
-        return self._node(data, "webhookReceiver")
-
     def get_receiver_secret(self, receiver_id: str | int) -> str | None:
         """The receiver's shared secret, registered with Airflow's secrets masker before returning.
 
@@ -501,16 +399,7 @@ class IonHook(BaseHook):
         except IonNotFoundError:
             return None
         secret = (data.get("webhookReceiver") or {}).get("sharedSecret")
-        _mask(secret)
-        return secret
-
-    async def aget_receiver_secret(self, receiver_id: str | int) -> str | None:
-        try:
-            data = await self.aexecute("GetWebhookReceiverSecret", {"id": str(receiver_id)})
-        except IonNotFoundError:
-            return None
-        secret = (data.get("webhookReceiver") or {}).get("sharedSecret")
-        _mask(secret)
+        mask(secret)
         return secret
 
     @staticmethod
@@ -524,7 +413,7 @@ class IonHook(BaseHook):
         active: bool | None,
         headers: Mapping[str, str] | Sequence[Mapping[str, str]] | None,
     ) -> dict[str, Any]:
-        _mask(shared_secret)
+        mask(shared_secret)
         return _drop_none(
             {
                 "name": name,
@@ -541,7 +430,7 @@ class IonHook(BaseHook):
     @staticmethod
     def _created_receiver(data: Mapping[str, Any]) -> dict[str, Any]:
         receiver = data["createWebhookReceiver"]["webhookReceiver"]
-        _mask(receiver.get("sharedSecret"))
+        mask(receiver.get("sharedSecret"))
         return receiver
 
     def create_receiver(
@@ -569,26 +458,6 @@ class IonHook(BaseHook):
         }  # fmt: skip
         return self._created_receiver(self.execute("CreateWebhookReceiver", variables))
 
-    async def acreate_receiver(
-        self,
-        name: str,
-        webhook_uri: str,
-        *,
-        description: str | None = None,
-        shared_secret: str | None = None,
-        content_type: str | None = None,
-        expected_response_code: int | None = None,
-        active: bool | None = None,
-        headers: Mapping[str, str] | Sequence[Mapping[str, str]] | None = None,
-    ) -> dict[str, Any]:
-        variables = {
-            "input": self._receiver_input(
-                name, webhook_uri, description, shared_secret, content_type, expected_response_code,
-                active, headers,
-            )
-        }  # fmt: skip
-        return self._created_receiver(await self.aexecute("CreateWebhookReceiver", variables))
-
     @staticmethod
     def _receiver_update(receiver_id: str | int, etag: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         camel = set(_RECEIVER_FIELDS.values())
@@ -598,7 +467,7 @@ class IonHook(BaseHook):
             if field is None:
                 raise TypeError(f"update_receiver() got an unknown field {key!r}; known: {', '.join(_RECEIVER_FIELDS)}")
             update[field] = _headers(value) if field == "headers" else value
-        _mask(update.get("sharedSecret"))
+        mask(update.get("sharedSecret"))
         return {"input": update}
 
     def update_receiver(self, receiver_id: str | int, etag: str, **changes: Any) -> dict[str, Any]:
@@ -607,10 +476,6 @@ class IonHook(BaseHook):
         :raises IonConcurrencyError: the etag is stale; re-read and re-apply.
         """
         data = self.execute("UpdateWebhookReceiver", self._receiver_update(receiver_id, etag, changes))
-        return data["updateWebhookReceiver"]["webhookReceiver"]
-
-    async def aupdate_receiver(self, receiver_id: str | int, etag: str, **changes: Any) -> dict[str, Any]:
-        data = await self.aexecute("UpdateWebhookReceiver", self._receiver_update(receiver_id, etag, changes))
         return data["updateWebhookReceiver"]["webhookReceiver"]
 
     # --- subscriptions ---------------------------------------------------------------------------
@@ -640,27 +505,9 @@ class IonHook(BaseHook):
         variables = self._subscription_filters(receiver_id, resource, action, active)
         return list(self.paginate("ListWebhookSubscriptions", variables))
 
-    async def alist_subscriptions(
-        self,
-        receiver_id: str | int | None = None,
-        *,
-        resource: str | None = None,
-        action: str | None = None,
-        active: bool | None = None,
-    ) -> list[dict[str, Any]]:
-        variables = self._subscription_filters(receiver_id, resource, action, active)
-        return await self._alist("ListWebhookSubscriptions", variables)
-
     def get_subscription(self, subscription_id: str | int) -> dict[str, Any] | None:
         try:
             data = self.execute("GetWebhookSubscription", {"id": str(subscription_id)})
-        except IonNotFoundError:
-            return None
-        return self._node(data, "webhookSubscription")
-
-    async def aget_subscription(self, subscription_id: str | int) -> dict[str, Any] | None:
-        try:
-            data = await self.aexecute("GetWebhookSubscription", {"id": str(subscription_id)})
         except IonNotFoundError:
             return None
         return self._node(data, "webhookSubscription")
@@ -685,23 +532,10 @@ class IonHook(BaseHook):
         data = self.execute("CreateWebhookSubscription", variables)
         return data["createWebhookSubscription"]["webhookSubscription"]
 
-    async def acreate_subscription(
-        self, receiver_id: str | int, resource: str, action: str, *, active: bool | None = None
-    ) -> dict[str, Any]:
-        data = await self.aexecute(
-            "CreateWebhookSubscription", self._subscription_input(receiver_id, resource, action, active)
-        )
-        return data["createWebhookSubscription"]["webhookSubscription"]
-
     def update_subscription(self, subscription_id: str | int, etag: str, *, active: bool) -> dict[str, Any]:
         """Enable or disable a subscription read with ``_etag`` ``etag``."""
         variables = {"input": {"id": str(subscription_id), "etag": etag, "active": active}}
         return self.execute("UpdateWebhookSubscription", variables)["updateWebhookSubscription"]["webhookSubscription"]
-
-    async def aupdate_subscription(self, subscription_id: str | int, etag: str, *, active: bool) -> dict[str, Any]:
-        variables = {"input": {"id": str(subscription_id), "etag": etag, "active": active}}
-        data = await self.aexecute("UpdateWebhookSubscription", variables)
-        return data["updateWebhookSubscription"]["webhookSubscription"]
 
     # --- events ----------------------------------------------------------------------------------
 
@@ -748,38 +582,11 @@ class IonHook(BaseHook):
             self.iter_events(receiver_id=receiver_id, subscription_id=subscription_id, status=status, since=since)
         )
 
-    def aiter_events(
-        self,
-        *,
-        receiver_id: str | int | None = None,
-        subscription_id: str | int | None = None,
-        status: str | None = None,
-        since: datetime | str | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
-        return self.apaginate("ListWebhookEvents", self._event_filters(receiver_id, subscription_id, status, since))
-
-    async def alist_events(
-        self,
-        *,
-        receiver_id: str | int | None = None,
-        subscription_id: str | int | None = None,
-        status: str | None = None,
-        since: datetime | str | None = None,
-    ) -> list[dict[str, Any]]:
-        return await self._alist("ListWebhookEvents", self._event_filters(receiver_id, subscription_id, status, since))
-
     def get_event(self, event_id: str | int) -> dict[str, Any] | None:
         try:
             return self._node(self.execute("GetWebhookEvent", {"id": str(event_id)}), "webhookEvent")
         except IonNotFoundError:
             return None
-
-    async def aget_event(self, event_id: str | int) -> dict[str, Any] | None:
-        try:
-            data = await self.aexecute("GetWebhookEvent", {"id": str(event_id)})
-        except IonNotFoundError:
-            return None
-        return self._node(data, "webhookEvent")
 
     # --- schema ----------------------------------------------------------------------------------
 
@@ -797,15 +604,6 @@ class IonHook(BaseHook):
         if type_name not in self._enums:
             try:
                 self._enums[type_name] = self._enum_names(self.execute("EnumValues", {"name": type_name}))
-            except IonGraphQLError:
-                self._enums[type_name] = None
-        return self._enums[type_name]
-
-    async def aenum_values(self, type_name: str) -> list[str] | None:
-        if type_name not in self._enums:
-            try:
-                data = await self.aexecute("EnumValues", {"name": type_name})
-                self._enums[type_name] = self._enum_names(data)
             except IonGraphQLError:
                 self._enums[type_name] = None
         return self._enums[type_name]

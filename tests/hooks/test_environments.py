@@ -162,12 +162,6 @@ def test_hook_reads_an_env_var_connection(ion_connection) -> None:
     assert hook.settings.client_id == "client-id"
 
 
-async def test_hook_reads_an_env_var_connection_async(ion_connection) -> None:
-    conn_id = ion_connection("ion_env_async", environment="gov")
-    settings = await IonHook(conn_id).asettings()
-    assert settings.api_url == "https://api-production-gov.buildwithion.com"
-
-
 def test_hook_metadata() -> None:
     assert IonHook.conn_name_attr == "ion_conn_id"
     assert IonHook.default_conn_name == "ion_default"

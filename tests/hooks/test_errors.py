@@ -46,11 +46,6 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the retry delays instead of sleeping them."""
     recorded: list[float] = []
     monkeypatch.setattr(_retry, "_sync_sleep", recorded.append)
-
-    async def asleep(delay: float) -> None:
-        recorded.append(delay)
-
-    monkeypatch.setattr(_retry, "_async_sleep", asleep)
     return recorded
 
 
@@ -422,14 +417,6 @@ def test_a_repeated_cursor_stops_pagination(hook, net) -> None:
     assert seen == [{"id": "1"}, {"id": "2"}]
     sent = [json.loads(c.request.content)["variables"] for c in graphql.calls]
     assert sent == [{"first": 1, "after": None}, {"first": 1, "after": "c1"}]
-
-
-async def test_has_next_page_without_cursor_stops_async_pagination(hook, net) -> None:
-    ok_token(net.post(TOKEN_URL))
-    net.post(GRAPHQL).mock(return_value=page([{"id": "1"}], None, True))
-    with pytest.raises(IonPaginationError, match="endCursor is empty"):
-        [n async for n in hook.apaginate("ListWebhookReceivers")]
-    await hook.aclose()
 
 
 def test_connection_path(hook, net) -> None:

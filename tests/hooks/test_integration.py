@@ -3,7 +3,6 @@ rule, pagination and the typed calls. Counts come from the emulator (``emulator.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -57,14 +56,6 @@ def test_1000_sequential_calls_cost_one_token(emulator, hook) -> None:
     assert stats["graphql_requests"] == 1000
 
 
-async def test_50_concurrent_aexecute_cost_one_token(emulator, conn_id) -> None:
-    async with make_hook(conn_id) as hook:
-        results = await asyncio.gather(*(hook.aexecute("Ping") for _ in range(50)))
-    assert len(results) == 50 and all("webhookReceivers" in r for r in results)
-    assert emulator.stats["token_requests"] == 1
-    assert emulator.stats["graphql_requests"] == 50
-
-
 def test_hooks_and_threads_share_one_token(emulator, conn_id) -> None:
     hooks = [make_hook(conn_id) for _ in range(8)]
     threads = [threading.Thread(target=lambda h=h: [h.execute("Ping") for _ in range(5)]) for h in hooks]
@@ -88,29 +79,12 @@ def test_token_is_refreshed_before_it_expires(emulator, hook) -> None:
     assert stats["unauthorized"] == 0  # refreshed proactively, never sent a dead token
 
 
-async def test_async_refresh_before_expiry(emulator, conn_id) -> None:
-    emulator.token_lifetime = 1
-    async with make_hook(conn_id) as hook:
-        await asyncio.gather(*(hook.aexecute("Ping") for _ in range(10)))
-        await asyncio.sleep(1.0)
-        await asyncio.gather(*(hook.aexecute("Ping") for _ in range(10)))
-    assert emulator.stats["token_requests"] == 2 and emulator.stats["unauthorized"] == 0
-
-
 def test_revoked_token_is_refreshed_once(emulator, hook) -> None:
     hook.execute("Ping")
     emulator.expire_tokens()
     assert "webhookReceivers" in hook.execute("Ping")
     stats = emulator.stats
     assert (stats["token_requests"], stats["unauthorized"], stats["graphql_requests"]) == (2, 1, 3)
-
-
-async def test_revoked_token_concurrent_callers_refresh_once(emulator, conn_id) -> None:
-    async with make_hook(conn_id) as hook:
-        await hook.aexecute("Ping")
-        emulator.expire_tokens()
-        await asyncio.gather(*(hook.aexecute("Ping") for _ in range(20)))
-    assert emulator.stats["token_requests"] == 2
 
 
 def test_401_after_refresh_fails_clearly(emulator, hook) -> None:
@@ -217,15 +191,6 @@ def test_create_is_retried_when_ion_refused_it_before_executing(emulator, hook, 
     assert emulator.stats["graphql_operations"]["CreateWebhookReceiver"] == 2
 
 
-async def test_async_create_dropped_is_not_retried(emulator, conn_id) -> None:
-    emulator.add_fault("drop", operation="CreateWebhookReceiver")
-    async with make_hook(conn_id) as hook:
-        with pytest.raises(IonTransportError) as info:
-            await hook.acreate_receiver("qa", "https://example.test/hook")
-    assert info.value.may_have_executed
-    assert len(receivers(emulator)) == 1
-
-
 # --- pagination ------------------------------------------------------------------------------------
 
 
@@ -242,14 +207,6 @@ def test_paginate_1200(emulator, hook, many_receivers) -> None:
     assert names == [f"r{i:04d}" for i in range(1200)]
     assert emulator.stats["graphql_operations"]["ListWebhookReceivers"] == 12
     assert len(list(hook.paginate("ListWebhookReceivers", page_size=500))) == 1200
-
-
-async def test_apaginate_1200(emulator, conn_id, many_receivers) -> None:
-    async with make_hook(conn_id) as hook:
-        ids = [r["id"] async for r in hook.apaginate("ListWebhookReceivers", page_size=250)]
-        assert len(ids) == len(set(ids)) == 1200
-        assert len(await hook.alist_receivers({"name": {"contains": "r11"}})) == 100
-    assert emulator.stats["graphql_operations"]["ListWebhookReceivers"] == 6
 
 
 # --- typed calls and error classes ------------------------------------------------------------------
@@ -299,28 +256,6 @@ def test_receiver_and_subscription_lifecycle(emulator, hook) -> None:
     assert hook.get_subscription(4242) is None
     assert hook.get_event(4242) is None
     assert hook.get_receiver_secret(4242) is None
-
-
-async def test_async_typed_calls(emulator, conn_id) -> None:
-    async with make_hook(conn_id) as hook:
-        created = await hook.acreate_receiver("qa", "https://example.test/hook")
-        rid = created["id"]
-        assert (await hook.aget_receiver(rid))["name"] == "qa"
-        assert await hook.aget_receiver_secret(rid) == created["sharedSecret"]
-        assert len(await hook.afind_receivers_by_name("qa")) == 1
-        updated = await hook.aupdate_receiver(rid, created["_etag"], description="d")
-        assert updated["description"] == "d"
-        sub = await hook.acreate_subscription(rid, "RUNS", "CREATE")
-        assert len(await hook.alist_subscriptions(rid)) == 1
-        assert (await hook.aget_subscription(sub["id"]))["action"] == "CREATE"
-        assert (await hook.aupdate_subscription(sub["id"], sub["_etag"], active=False))["active"] is False
-        emulator.store.add_event(sub["id"])
-        assert len(await hook.alist_events(receiver_id=rid)) == 1
-        assert len([e async for e in hook.aiter_events()]) == 1
-        event_id = emulator.store.list("events")[0]["id"]
-        assert (await hook.aget_event(event_id))["status"] == "PENDING"
-        assert await hook.aget_receiver(999) is None
-        assert "RUNS" in await hook.aenum_values("ResourceEnum")
 
 
 def test_enum_values_by_introspection(emulator, hook) -> None:

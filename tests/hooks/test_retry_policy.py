@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import itertools
 
 import httpx
 import pytest
@@ -12,7 +11,6 @@ from airflow_provider_ion.hooks._retry import (
     ATTEMPTS_EXT,
     MUTATION_EXT,
     OPERATION_EXT,
-    AsyncRetryTransport,
     RetryPolicy,
     RetryTransport,
     parse_retry_after,
@@ -218,42 +216,3 @@ def test_sync_transport_mutation_read_timeout_is_not_retried() -> None:
     with pytest.raises(httpx.ReadTimeout):
         t.handle_request(request(mutation=True))
     assert len(seen) == 1
-
-
-async def test_async_transport_retries_429_for_mutations() -> None:
-    handler, seen = scripted([httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(200)])
-    sleeps: list[float] = []
-
-    async def sleep(delay: float) -> None:
-        sleeps.append(delay)
-
-    t = AsyncRetryTransport(httpx.MockTransport(handler), policy(), sleep=sleep)
-    got = await t.handle_async_request(request(mutation=True))
-    assert got.status_code == 200 and len(seen) == 2 and sleeps == [0.0]
-
-
-async def test_async_transport_mutation_dropped_connection_is_not_retried() -> None:
-    handler, seen = scripted([httpx.RemoteProtocolError("gone"), httpx.Response(200)])
-
-    async def sleep(delay: float) -> None:
-        raise AssertionError("must not sleep")
-
-    t = AsyncRetryTransport(httpx.MockTransport(handler), policy(), sleep=sleep)
-    with pytest.raises(httpx.RemoteProtocolError) as info:
-        await t.handle_async_request(request(mutation=True))
-    assert info.value.ion_attempts == 1 and len(seen) == 1
-
-
-async def test_async_transport_query_exhausts() -> None:
-    counter = itertools.count()
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        next(counter)
-        return httpx.Response(504)
-
-    async def sleep(delay: float) -> None:
-        pass
-
-    t = AsyncRetryTransport(httpx.MockTransport(handler), policy(max_retries=4), sleep=sleep)
-    got = await t.handle_async_request(request(mutation=False))
-    assert got.status_code == 504 and got.extensions[ATTEMPTS_EXT] == 5 and next(counter) == 5
