@@ -22,20 +22,28 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (every subcommand's when ``command`` is None).
+
+    Every subcommand is listed in ``--help`` either way, from :data:`SUBCOMMANDS` alone.
+    """
     parser = argparse.ArgumentParser(prog="airflow-ion", description="Tools of the ION provider for Airflow.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if command is None or command == name:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The first word that is not an option names the subcommand (the top level has only --help).
+    command = next((arg for arg in argv if not arg.startswith("-")), "")
+    args = build_parser(command if command in SUBCOMMANDS else "").parse_args(argv)
     return int(args._run(args) or 0)
 
 
