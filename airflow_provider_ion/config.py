@@ -142,10 +142,18 @@ def _declared(key: str) -> dict[str, Any]:
 
 def _airflow_conf() -> Any | None:
     try:
-        from airflow.sdk import conf
+        from airflow.sdk import conf as sdk_conf  # task-sdk 1.2+ (Airflow 3.2+)
+
+        return sdk_conf
+    except ImportError:
+        pass
+    try:
+        # Airflow 3.1 (task-sdk 1.1) has no airflow.sdk.conf: airflow.configuration is its public config.
+        from airflow.configuration import conf as core_conf
+
+        return core_conf
     except ImportError:  # outside an Airflow installation: environment variables only
         return None
-    return conf
 
 
 def get(key: str) -> str | None:

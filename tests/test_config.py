@@ -79,3 +79,20 @@ def test_defaults_when_unset(monkeypatch, tmp_path):
     assert config.inbox_url("sqlite:////explicit.db") == "sqlite:////explicit.db"
     assert config.get_float("poll_interval") == 0.2
     assert config.get_list("required_fields") == ("event_id", "resource")
+
+
+def test_an_option_in_airflow_config_not_in_the_environment_is_read(monkeypatch):
+    """airflow.cfg counts, not only AIRFLOW__ION_WEBHOOKS__* (Airflow 3.1 has no ``airflow.sdk.conf``)."""
+    try:
+        from airflow.sdk import conf
+    except ImportError:  # Airflow 3.1
+        from airflow.configuration import conf
+
+    monkeypatch.delenv("AIRFLOW__ION_WEBHOOKS__POLL_INTERVAL", raising=False)
+    if not conf.has_section(config.SECTION):
+        conf.add_section(config.SECTION)
+    conf.set(config.SECTION, "poll_interval", "0.7")
+    try:
+        assert config.get_float("poll_interval") == 0.7
+    finally:
+        conf.remove_option(config.SECTION, "poll_interval")
