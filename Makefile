@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format demo clean
+.PHONY: test test-lowest lint format demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,16 +22,33 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The lowest Airflow release pyproject.toml allows, in a second venv: the suite minus the real-Airflow
+# end-to-end tests (-m "not e2e"), which CI runs on the newest release only (they take minutes each).
+LOWEST_AIRFLOW ?= 3.1.8
+LOWEST_VENV := .venv-lowest
+LOWEST_STAMP := $(LOWEST_VENV)/.installed-$(LOWEST_AIRFLOW)
+
+$(LOWEST_STAMP): pyproject.toml
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST_VENV)/bin/python -m pip install --quiet -e ".[test]" "apache-airflow==$(LOWEST_AIRFLOW)"
+	touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST_VENV)/bin/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) $(LOWEST_VENV) .pytest_cache .ruff_cache .hypothesis .demo
 
 # Benchmarks: each writes its section of benchmarks/RESULTS.md; BENCH_ARGS="--quick" for tiny counts.
 .PHONY: bench bench-receiver bench-airflow bench-fanout bench-parse bench-hook

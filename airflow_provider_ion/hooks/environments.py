@@ -2,7 +2,7 @@
 
 Pure code (no Airflow, no HTTP) so every environment, alias and error is unit-tested cheaply.
 
-The table follows ION's "Access tokens" page and ion-examples (see shared reference ``ion-api.md``):
+The table follows ION's "Access tokens" page and ION's public ion-examples repository (README, "Connection"):
 each environment has a Keycloak auth host (realm ``api-keys``) and an API host serving ``/graphql``.
 """
 

@@ -5,3 +5,5 @@ from here; these modules exist so that the demo, our own tests and users' DAG te
 tenant. They are installed with the wheel so a user's test suite can ``from airflow_provider_ion.testing
 import ...``.
 """
+
+__all__: list[str] = []  # import from the modules: emulator, local_airflow, demo

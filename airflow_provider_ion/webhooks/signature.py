@@ -131,7 +131,7 @@ class SignatureScheme:
         return hashlib.new(self.algorithm).digest_size
 
 
-#: ION's assumed scheme (see ``reference/ion-api.md``): ``x-ion-signature: sha256=<hex>``.
+#: ION's assumed scheme (README, "Assumptions about ION"): ``x-ion-signature: sha256=<hex>``.
 DEFAULT_SCHEME = SignatureScheme()
 
 

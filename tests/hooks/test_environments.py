@@ -15,7 +15,7 @@ from airflow_provider_ion.hooks.ion import IonHook
 from .conftest import CLIENT_SECRET
 
 EXPECTED = {
-    # name: (api url, auth host) -- the reference table in shared/reference/ion-api.md
+    # name: (api url, auth host), as in the README's Connection section
     "production": ("https://api.buildwithion.com", "auth.buildwithion.com"),
     "staging": ("https://staging-api.buildwithion.com", "staging-auth.buildwithion.com"),
     "gov-staging": ("https://api-staging-gov.buildwithion.com", "auth-staging-gov.buildwithion.com"),

@@ -1,6 +1,6 @@
 """How the emulator delivers webhooks: retry schedule, timeout, concurrency, signature scheme, rules.
 
-ION publishes none of these numbers (``reference/ion-api.md``), so every one is a setting. The defaults
+ION publishes none of these numbers (README, "Assumptions about ION"), so every one is a setting. The defaults
 follow the practice of the big senders (Stripe, Svix: retries spread over about three days) so that a
 long-running emulator behaves like ION could; tests and benchmarks shrink the schedule to fractions
 of a second with :meth:`Deliveries.configure` or ``--retry-schedule``.
