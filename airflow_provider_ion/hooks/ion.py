@@ -9,6 +9,13 @@ Connection look-ups); the triggers read the local inbox, never ION. An async twi
 removed in 0.2.0 rather than kept untested by real use; async code can call the hook through
 ``asyncio.to_thread``.
 
+Why one module of ~600 lines: it is one class, ``IonHook``, and nearly all of it is public API (the
+GraphQL core, pagination, and one thin typed call per ION webhook operation, each a few lines over
+``execute``/``paginate``). The machinery is already elsewhere: tokens in ``_auth``, retries in
+``_retry``, gql clients and error translation in ``_gql``, connection parsing in ``environments``.
+Splitting the typed calls into a mixin would spread one small API over two files without separating
+any concern.
+
 Importing this module is cheap on purpose (DAG files import our operators at parse time): gql,
 graphql-core and our own httpx plumbing are imported inside methods. Note that ``import airflow``
 itself already loads httpx on Airflow 3.3; this module adds neither httpx nor gql nor graphql.
