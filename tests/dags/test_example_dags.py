@@ -29,8 +29,8 @@ def bag():
         bag = dag_bag(DAGS)  # safe mode, as the dag-processor parses
     # Warnings attributed to our files (DAGs, provider); Airflow 3.1.8 warns from its own modules while
     # any @task DAG is parsed (airflow/providers/common/compat/_compat_utils.py, BaseBranchOperator).
-    root = str(DAGS.parent)
-    bag.caught_warnings = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if w.filename.startswith(root)]
+    ours = (str(DAGS), str(DAGS.parent / "airflow_provider_ion"))  # not .venv*/ beside them
+    bag.caught_warnings = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if w.filename.startswith(ours)]
     return bag
 
 
