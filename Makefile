@@ -19,6 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/airflow-ion demo $(DEMO_ARGS)
 
+# The provider on a distributed Airflow (CeleryExecutor, 2 API servers behind HAProxy, 2 schedulers,
+# 2 triggerers, 2 Celery workers); starts PostgreSQL/Redis when down, installs haproxy when missing.
+.PHONY: demo-cluster
+demo-cluster: $(STAMP)
+	$(BIN)/airflow-ion demo-cluster $(DEMO_ARGS)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
