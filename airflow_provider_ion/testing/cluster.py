@@ -96,6 +96,28 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process (Linux ``/proc``)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def _descendants(root: int) -> set[int]:
+    parents = _parents()
+    found, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in found]
+        found.update(children)
+        frontier.extend(children)
+    return found
+
+
 def ensure_services(say: Callable[[str], None] = print) -> None:
     """Start the local PostgreSQL and Redis with the machine's commands when they are not answering."""
     if not _answers("127.0.0.1", 5432):
@@ -301,8 +323,29 @@ class AirflowCluster:
             self._drop_database()
 
     def kill(self, name: str) -> None:
-        """``kill -9`` the component's whole process group (its forks too) and forget it."""
+        """``kill -9`` the component as a dying machine or container would: its process group and the groups
+        of every process it started (Airflow's task supervisor puts each task in a group of its own,
+        ``airflow/sdk/execution_time/supervisor.py`` ``setpgid``, so a worker's group alone misses its tasks)."""
+        proc = self.stack.procs[name]
+        groups = set()
+        for pid in _descendants(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(pid))
+        groups.discard(os.getpgid(0))
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
         self.stack.stop_component(name, signal.SIGKILL)
+
+    def owner_of(self, pid: int) -> str | None:
+        """The component whose process (or a descendant of it) ``pid`` is."""
+        parents = _parents()
+        by_pid = {p.pid: n for n, p in self.stack.procs.items()}
+        while pid > 1:
+            if pid in by_pid:
+                return by_pid[pid]
+            pid = parents.get(pid, 0)
+        return None
 
     def alive(self, kind: str) -> list[str]:
         return [n for n, p in self.stack.procs.items() if n.startswith(kind) and p.poll() is None]
@@ -379,6 +422,21 @@ class AirflowCluster:
 
     def handled(self) -> dict[str, list[str]]:
         """event_id -> run_ids of the successful runs whose task returned that event."""
+        out: dict[str, list[str]] = {}
+        for run_id, event in self._handled_events():
+            out.setdefault(str(event["event_id"]), []).append(run_id)
+        return out
+
+    def handled_data(self) -> dict[str, set[str]]:
+        """event_id -> the distinct ``data`` (as JSON) successful runs saw for it: one per event, always."""
+        import json
+
+        out: dict[str, set[str]] = {}
+        for _run_id, event in self._handled_events():
+            out.setdefault(str(event["event_id"]), set()).add(json.dumps(event.get("data"), sort_keys=True))
+        return out
+
+    def _handled_events(self) -> list[tuple[str, dict[str, Any]]]:
         import json
 
         rows = self.query(
@@ -386,11 +444,10 @@ class AirflowCluster:
             "WHERE x.dag_id = %s AND x.task_id = 'handle' AND x.key = 'return_value' AND r.state = 'success'",
             DAG_ID,
         )
-        out: dict[str, list[str]] = {}
+        out = []
         for run_id, value in rows:
             events = json.loads(value) if isinstance(value, str) else value
-            for event in events or []:
-                out.setdefault(str(event["event_id"]), []).append(run_id)
+            out.extend((run_id, event) for event in events or [])
         return out
 
     def task_tries(self) -> dict[str, int]:
