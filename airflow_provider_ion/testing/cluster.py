@@ -44,6 +44,11 @@ REDIS_START = (
     "--dir /var/lib/redis --logfile /var/log/redis/ci.log"
 )
 
+#: The address HAProxy connects to the API servers from (the only trusted proxy), and the clients allowed to
+#: deliver (ION: here the emulator on 127.0.0.1). Any other loopback address stands for a stranger.
+PROXY_SOURCE = "127.0.0.3"
+ALLOWED_SOURCE = "127.0.0.1/32"
+
 #: A receiver's secret for the cluster's emulator and Airflow (test value, never a real one).
 SECRET = "cluster-secret-0123456789-abcdefghijklmnop"
 RECEIVER = "factory"
@@ -154,7 +159,9 @@ def haproxy_config(port: int, backends: list[int]) -> str:
     """Round robin over the API servers; a server whose health check fails three times (2 s apart, 5 s
     each: a busy API server is slow, not dead) is out, and a connection that cannot be made (a dead server)
     is retried on the other server (``option redispatch``). A request already sent to a server that dies is
-    answered 502: the sender (ION) retries it."""
+    answered 502: the sender (ION) retries it. HAProxy connects to the API servers from ``PROXY_SOURCE``
+    (a loopback address of its own) and appends the client's address to ``X-Forwarded-For``, so the
+    receiver's ``trusted_proxies`` / ``allowed_cidrs`` see the real client as they would behind an ingress."""
     servers = "\n".join(f"    server api{i} 127.0.0.1:{p} check" for i, p in enumerate(backends, 1))
     return f"""global
     maxconn 4096
@@ -175,6 +182,7 @@ frontend airflow
 
 backend api_servers
     balance roundrobin
+    source {PROXY_SOURCE}
     option httpchk GET /api/v2/monitor/health
     default-server inter 2s fall 3 rise 1
 {servers}
@@ -259,13 +267,18 @@ class AirflowCluster:
                 "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_THRESHOLD": "10",
                 "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+                # A worker killed after Celery handed it a task but before the task started leaves the task
+                # instance queued; its Redis message (acks_late) is invisible for [celery_broker_transport_options]
+                # visibility_timeout (86400 s). The scheduler requeues a task queued longer than this (600 s).
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
+                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL": "10",
                 "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "6",
                 "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
                 # The receiver: inbox in the metadata database; the balancer is a trusted proxy (X-Forwarded-For).
                 "AIRFLOW__ION_WEBHOOKS__INBOX_URL": self.db_url,
                 "AIRFLOW__ION_WEBHOOKS__ION_CONN_ID": "none",
-                "AIRFLOW__ION_WEBHOOKS__TRUSTED_PROXIES": "127.0.0.1/32",
-                "AIRFLOW__ION_WEBHOOKS__ALLOWED_CIDRS": "127.0.0.0/8",
+                "AIRFLOW__ION_WEBHOOKS__TRUSTED_PROXIES": f"{PROXY_SOURCE}/32",
+                "AIRFLOW__ION_WEBHOOKS__ALLOWED_CIDRS": ALLOWED_SOURCE,
                 f"AIRFLOW_VAR_ION_WEBHOOK_SECRET_{RECEIVER.upper()}": SECRET,
                 **(env or {}),
             },

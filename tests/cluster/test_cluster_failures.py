@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from airflow_provider_ion.testing.cluster import (
@@ -92,6 +93,24 @@ def _worker_running_a_task(cluster: AirflowCluster, timeout: float = 30) -> tupl
                 return worker, run_id
         time.sleep(0.2)
     return cluster.alive("celery-worker")[0], None
+
+
+def _post_from(source: str, url: str, headers: dict[str, str] | None = None) -> int:
+    """An unsigned delivery sent from the loopback address ``source``; the HTTP status."""
+    body = b'{"event_id": "probe", "resource": "RUNS"}'
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=30) as client:
+        answer = client.post(url, content=body, headers={"content-type": "application/json", **(headers or {})})
+    return answer.status_code
+
+
+def test_allow_list_sees_the_real_client_through_the_balancer(cluster: AirflowCluster) -> None:
+    """allowed_cidrs = ION's address (127.0.0.1), trusted_proxies = HAProxy's (127.0.0.3): 401 (past the allow
+    list, unsigned) for ION, 403 for anyone else, also when it claims ION's address in X-Forwarded-For."""
+    assert _post_from("127.0.0.1", cluster.receiver_url) == 401
+    assert _post_from("127.0.0.2", cluster.receiver_url) == 403
+    assert _post_from("127.0.0.2", cluster.receiver_url, {"x-forwarded-for": "127.0.0.1"}) == 403
+    direct = f"http://127.0.0.1:{cluster.api_ports[0]}/ion-webhooks/v1/receivers/{RECEIVER}"
+    assert _post_from("127.0.0.2", direct, {"x-forwarded-for": "127.0.0.1"}) == 403  # not a trusted proxy
 
 
 def test_kill_one_of_each_component_while_events_keep_coming(cluster: AirflowCluster) -> None:
