@@ -160,7 +160,7 @@ def haproxy_config(port: int, backends: list[int]) -> str:
     each: a busy API server is slow, not dead) is out, and a connection that cannot be made (a dead server)
     is retried on the other server (``option redispatch``). A request already sent to a server that dies is
     answered 502: the sender (ION) retries it. HAProxy connects to the API servers from ``PROXY_SOURCE``
-    (a loopback address of its own) and appends the client's address to ``X-Forwarded-For``, so the
+    (a loopback address of its own) and sets ``X-Forwarded-For`` to the client's address, so the
     receiver's ``trusted_proxies`` / ``allowed_cidrs`` see the real client as they would behind an ingress."""
     servers = "\n".join(f"    server api{i} 127.0.0.1:{p} check" for i, p in enumerate(backends, 1))
     return f"""global
@@ -174,10 +174,12 @@ defaults
     timeout check 5s
     retries 3
     option redispatch 1
-    option forwardfor
 
 frontend airflow
     bind 127.0.0.1:{port}
+    # The first hop: replace, never append to, what the client sent (HAProxy's "option forwardfor" adds a
+    # second X-Forwarded-For line, and a reader of the first line would believe the client's own claim).
+    http-request set-header X-Forwarded-For %[src]
     default_backend api_servers
 
 backend api_servers
