@@ -101,7 +101,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def _parents() -> dict[int, int]:
+def parents_of_all() -> dict[int, int]:
     """pid -> parent pid of every process (Linux ``/proc``)."""
     parents = {}
     for entry in os.listdir("/proc"):
@@ -112,8 +112,9 @@ def _parents() -> dict[int, int]:
     return parents
 
 
-def _descendants(root: int) -> set[int]:
-    parents = _parents()
+def descendants(root: int) -> set[int]:
+    """``root`` and every process below it (any process group)."""
+    parents = parents_of_all()
     found, frontier = {root}, [root]
     while frontier:
         parent = frontier.pop()
@@ -139,16 +140,15 @@ def ensure_services(say: Callable[[str], None] = print) -> None:
 
 def ensure_haproxy(say: Callable[[str], None] = print) -> str:
     """The ``haproxy`` binary; installed with ``apt-get`` (Debian package ``haproxy``) when missing."""
-    found = shutil.which("haproxy") or (os.path.exists("/usr/sbin/haproxy") and "/usr/sbin/haproxy")
+    found = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
     if found:
         return found
     if not shutil.which("apt-get"):
         raise SystemExit("haproxy is not installed and there is no apt-get here: install HAProxy 2.x first")
     say("installing haproxy (apt-get install -y haproxy) ...")
-    quiet = {"stdout": subprocess.DEVNULL, "check": True, "timeout": 600}
     apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update"], env=apt_env, **quiet)  # type: ignore[call-overload]
-    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "haproxy"], env=apt_env, **quiet)  # type: ignore[call-overload]
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "haproxy"]):
+        subprocess.run(command, env=apt_env, stdout=subprocess.DEVNULL, check=True, timeout=600)
     found = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not os.path.exists(found):
         raise SystemExit("apt-get install haproxy finished but no haproxy binary was found")
@@ -343,7 +343,7 @@ class AirflowCluster:
         ``airflow/sdk/execution_time/supervisor.py`` ``setpgid``, so a worker's group alone misses its tasks)."""
         proc = self.stack.procs[name]
         groups = set()
-        for pid in _descendants(proc.pid):
+        for pid in descendants(proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 groups.add(os.getpgid(pid))
         groups.discard(os.getpgid(0))
@@ -354,7 +354,7 @@ class AirflowCluster:
 
     def owner_of(self, pid: int) -> str | None:
         """The component whose process (or a descendant of it) ``pid`` is."""
-        parents = _parents()
+        parents = parents_of_all()
         by_pid = {p.pid: n for n, p in self.stack.procs.items()}
         while pid > 1:
             if pid in by_pid:
