@@ -57,3 +57,8 @@ bench-parse: $(STAMP)
 
 bench-hook: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_hook $(BENCH_ARGS)
+
+# Not part of `make bench`: it starts the whole local Celery cluster (see README "Deploying on a cluster").
+.PHONY: bench-cluster
+bench-cluster: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_cluster $(BENCH_ARGS)

@@ -354,7 +354,6 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     r["receivers"],
                     f"{r['rps']:.0f}",
-                    f"{r['wall_rps']:.0f}",
                     c.ms(r["p99"]),
                     f"{r['rows']}/{r['expected']}",
                 ]
@@ -362,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             sections.append(
                 "### (a) Inbox appends on PostgreSQL, receivers in parallel\n\n"
-                + c.table(["receivers", "deliveries/s (sum over receivers)", "p99 (worst)", "rows stored"], rows)
+                + c.table(["receivers", "deliveries/s (sum over receivers)", "p99 ms (worst)", "rows stored"], rows)
                 + f"\n\nTwo receivers vs one: **{two['rps'] / base['rps']:.2f}x**."
             )
             print(sections[-1], flush=True)
@@ -391,10 +390,10 @@ def main(argv: list[str] | None = None) -> int:
                         "triggerers",
                         "waiters",
                         "idle statements/s",
-                        "single p50",
-                        "single p95",
+                        "single p50 ms",
+                        "single p95 ms",
                         "burst n",
-                        "burst p95",
+                        "burst p95 ms",
                         "missed",
                     ],
                     rows,
