@@ -37,7 +37,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .demo .demo-cluster
 
 # Benchmarks: each writes its section of benchmarks/RESULTS.md; BENCH_ARGS="--quick" for tiny counts.
 .PHONY: bench bench-receiver bench-airflow bench-fanout bench-parse bench-hook
