@@ -11,7 +11,7 @@ fresh PostgreSQL database (metadata + inbox), Redis as the broker. The emulator 
 3. One trailing event a few seconds after the last: Airflow 3.3.2 can leave an event that arrives while its
    asset's queue row is being consumed out of that run until the next event arrives (a scheduler race, not
    delivery); the trailing event makes "every event reaches a run" independent of that race. Pacing at ION
-   does not rule the race out (a busy triggerer hands several events over at once), so while events sit in
+   does not rule the race out (events fired 1.5 s apart can reach Airflow together), so while events sit in
    Airflow but in no run after every run ended, one more trailing event is sent (at most 3 more).
 
 Then: every accepted event is in a successful DAG run; every DAG run succeeded (the DAG's task has
