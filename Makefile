@@ -19,6 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/airflow-ion demo $(DEMO_ARGS)
 
+# The provider on a distributed Airflow (CeleryExecutor, 2 API servers behind HAProxy, 2 schedulers,
+# 2 triggerers, 2 Celery workers); starts PostgreSQL/Redis when down, installs haproxy when missing.
+.PHONY: demo-cluster
+demo-cluster: $(STAMP)
+	$(BIN)/airflow-ion demo-cluster $(DEMO_ARGS)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -48,7 +54,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(LOWEST_VENV) .pytest_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) $(LOWEST_VENV) .pytest_cache .ruff_cache .hypothesis .demo .demo-cluster
 
 # Benchmarks: each writes its section of benchmarks/RESULTS.md; BENCH_ARGS="--quick" for tiny counts.
 .PHONY: bench bench-receiver bench-airflow bench-fanout bench-parse bench-hook
@@ -68,3 +74,8 @@ bench-parse: $(STAMP)
 
 bench-hook: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_hook $(BENCH_ARGS)
+
+# Not part of `make bench`: it starts the whole local Celery cluster (see README "Deploying on a cluster").
+.PHONY: bench-cluster
+bench-cluster: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_cluster $(BENCH_ARGS)

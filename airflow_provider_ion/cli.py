@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("airflow_provider_ion.testing.demo", "the whole path: emulator + Airflow + example DAGs, with a summary"),
+    "demo-cluster": ("airflow_provider_ion.testing.cluster_demo", "the same on a distributed Airflow (Celery)"),
     "emulator": ("airflow_provider_ion.testing.emulator.cli", "run the ION emulator (GraphQL API, OAuth, webhooks)"),
     "receiver": ("airflow_provider_ion.webhooks.receiver_cli", "serve the webhook receiver on its own"),
     "inbox": ("airflow_provider_ion.webhooks.inbox_cli", "look into the inbox: tail, stats, purge"),

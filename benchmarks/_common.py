@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 #: Section order in RESULTS.md.
-SECTIONS = ("receiver", "airflow", "fanout", "parse", "hook")
+SECTIONS = ("receiver", "airflow", "fanout", "parse", "hook", "cluster")
 PG_URL = os.environ.get("ION_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +70,18 @@ class AirflowStack:
         env: dict[str, str] | None = None,
         db_url: str | None = None,
         components: Iterable[str] = COMPONENTS,
+        commands: Mapping[str, Sequence[str]] | None = None,
+        component_env: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.components = tuple(components)
+        # A component's name is its ``airflow`` subcommand unless ``commands`` maps it to other arguments
+        # (``{"scheduler-2": ["scheduler"]}``: several of one kind); ``component_env`` adds variables to one.
+        self.commands = {name: list(args) for name, args in (commands or {}).items()}
+        self.component_env = {name: dict(extra) for name, extra in (component_env or {}).items()}
         self.procs: dict[str, subprocess.Popen] = {}
         self._token: str | None = None
         self._logs: dict[str, Any] = {}
@@ -125,9 +131,10 @@ class AirflowStack:
 
     def start_component(self, name: str) -> subprocess.Popen:
         log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop_component
-        args = [str(BIN / "airflow"), name]
+        args = [str(BIN / "airflow"), *self.commands.get(name, [name])]
+        env = {**self.env, **self.component_env.get(name, {})}
         proc = subprocess.Popen(
-            args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.home
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.home
         )
         self.procs[name], self._logs[name] = proc, log
         return proc
