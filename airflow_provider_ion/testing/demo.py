@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import threading
@@ -76,53 +75,31 @@ class Demo:
         self.emulator: Any = None
         self.stack: Any = None
         self.inbox: Any = None
+        self.local: Any = None
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
-        from airflow_provider_ion.testing.emulator import EmulatorServer
-        from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
-        from airflow_provider_ion.testing.local_airflow import AirflowStack
-        from airflow_provider_ion.webhooks.inbox import Inbox
+        from airflow_provider_ion.testing.dev import LocalIon
+        from airflow_provider_ion.testing.local_airflow import connection_env, emulator_connection
 
-        shutil.rmtree(self.home, ignore_errors=True)
-        airflow_home = self.home / "airflow"
-        airflow_home.mkdir(parents=True)
-        inbox_url = f"sqlite:///{self.home / 'ion_inbox.db'}"
-        # ION retries for days; the demo retries quickly, loopback only.
-        delivery = DeliverySettings(retry_schedule=[0.5, 1, 2, 5, 10], loopback_only=True)
-        self.emulator = EmulatorServer(delivery=delivery).start()
-        self.say(f"ION emulator at {self.emulator.base_url}")
-        self.stack = AirflowStack(airflow_home, dags_folder=self.dags_folder)
-        connection = {
-            "conn_type": "ion",
-            "login": self.emulator.client_id,
-            "password": self.emulator.client_secret,
-            "host": self.emulator.base_url,
-            "extra": {"token_url": self.emulator.token_url},
-        }
-        self.stack.env.update(
-            {
-                "AIRFLOW_CONN_ION_DEFAULT": json.dumps(connection),
-                "AIRFLOW__ION_WEBHOOKS__INBOX_URL": inbox_url,
-                "ION_DEMO_OUTBOX": str(self.home / "outbox"),
-            }
+        self.local = LocalIon(
+            self.home, self.dags_folder, env={"ION_DEMO_OUTBOX": str(self.home / "outbox")}, wipe_home=True
         )
-        os.environ["AIRFLOW_CONN_ION_DEFAULT"] = json.dumps(connection)
-        self.inbox = Inbox(inbox_url)
+        self.local.prepare()
+        self.emulator, self.stack, self.inbox = self.local.emulator, self.local.stack, self.local.inbox
+        self.say(f"ION emulator at {self.emulator.base_url}")
+        # The demo itself talks to ION (IonHook) with the same connection as its DAGs.
+        os.environ.update(connection_env("ion_default", emulator_connection(self.emulator)))
         self.say("starting Airflow (api-server, scheduler, dag-processor, triggerer) ...")
         self.stack.start()
         self.say(f"Airflow is up: {self.stack.base_url}  (the UI; no login in the demo)")
 
     def stop(self) -> None:
-        if self.stack is not None:
-            self.stack.stop()
-        if self.emulator is not None:
-            self.emulator.stop()
-        if self.inbox is not None:
-            self.inbox.close()
+        if self.local is not None:
+            self.local.stop()
 
     # the story -----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
