@@ -1,10 +1,13 @@
 """``airflow-ion demo``: the whole path on one machine, with nothing but this repository.
 
 It starts the ION emulator and a real Airflow (api-server with the receiver mounted, scheduler,
-dag-processor, triggerer; SQLite; ``AIRFLOW_HOME`` under ``.demo/``), runs ``ion_webhooks_setup``,
-then makes changes in the emulator the way people on a factory floor would (runs, an issue, a
-purchase order) and shows, as it happens, each webhook the receiver accepted and each DAG run it
-started. It ends with a summary and stops every process it started, on Ctrl-C too.
+dag-processor, triggerer; SQLite; ``AIRFLOW_HOME`` under ``.demo/``; wired by
+:class:`~airflow_provider_ion.testing.dev.LocalIon`), runs ``ion_webhooks_setup`` and then
+``ion_webhooks_audit`` (both on the desired state in ``dags/ion_desired_state.py``), then makes changes
+in the emulator the way people on a factory floor would (runs, an issue, a purchase order) and shows,
+as it happens, each webhook the receiver accepted and each DAG run it started. It ends with a summary
+(``ok`` only when the audit passed and no DAG run of any DAG failed) and stops every process it
+started, on Ctrl-C too.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Demo:
         self.stack: Any = None
         self.inbox: Any = None
         self.local: Any = None
+        self.audit_state: str | None = None
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
@@ -109,6 +113,10 @@ class Demo:
         self.say(f"ion_webhooks_setup: {state} (receiver '{RECEIVER}' subscribed to RUNS, ISSUES, PURCHASE_ORDERS)")
         if state != "success":
             raise SystemExit("the setup DAG failed; see the task log in the UI")
+        # The audit checks ION against the same desired state (dags/ion_desired_state.py) the setup created.
+        audit = self.stack.trigger("ion_webhooks_audit", {"airflow_url": self.stack.base_url})
+        self.audit_state = self.stack.wait_for_run("ion_webhooks_audit", audit, timeout=120)["state"]
+        self.say(f"ion_webhooks_audit: {self.audit_state} (ION matches the desired state the setup created)")
         self._wait(lambda: len(self.inbox.list_cursors()) >= 2, 90, "event triggers to start in the triggerer")
         self.say("event triggers are waiting for ION webhooks")
 
@@ -196,6 +204,8 @@ class Demo:
             "dag_runs": {d: len(rs) for d, rs in runs.items()},
             "dag_runs_succeeded": {d: sum(r["state"] == "success" for r in rs) for d, rs in runs.items()},
             "median_event_to_dag_run_s": round(statistics.median(latencies), 3) if latencies else None,
+            "audit": self.audit_state,
+            "dag_runs_failed_anywhere": self._failed_runs(),
             "elapsed_s": round(time.monotonic() - self.started, 1),
         }
         summary["ok"] = (
@@ -203,8 +213,15 @@ class Demo:
             and summary["events_handled_by_dag_runs"] == len(expected) == self.runs + 1
             and [r["state"] for r in sensor] == ["success"]
             and all(r["state"] == "success" for rs in runs.values() for r in rs)
+            and summary["audit"] == "success"
+            and summary["dag_runs_failed_anywhere"] == []
         )
         return summary
+
+    def _failed_runs(self) -> list[str]:
+        """``dag_id/run_id`` of every failed DAG run of any DAG: a fresh demo has none (a catch-up run too)."""
+        runs = self.stack.api("GET", "/dags/~/dagRuns", params={"state": "failed", "limit": 100})["dag_runs"]
+        return [f"{r['dag_id']}/{r['dag_run_id']}" for r in runs]
 
     def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -66,6 +66,7 @@ def test_demo_runs_to_a_good_summary_and_leaves_nothing_behind(tmp_path) -> None
     assert summary["events_handled_by_dag_runs"] == summary["event_driven_events"] == 4
     assert summary["dag_runs"] == {"ion_run_created": 3, "ion_purchase_order_to_erp": 1, "ion_issue_to_quality": 1}
     assert summary["dag_runs_succeeded"] == summary["dag_runs"]
+    assert summary["audit"] == "success" and summary["dag_runs_failed_anywhere"] == []
     assert "webhook accepted: RUNS/CREATE" in output and "Airflow is up: http://127.0.0.1:" in output
     outbox = home / "outbox"
     assert len((outbox / "environment_monitoring.jsonl").read_text().splitlines()) == 3
