@@ -23,7 +23,6 @@ SQLAlchemy ``after_insert`` listener on ``DagRun`` for the one DAG, removed when
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -98,22 +97,23 @@ def dag_in_dags_folder(source: Path) -> Iterator[Path]:
 
 
 def load_dag(path: Path, dag_id: str | None = None) -> Any:
-    """Import the DAG file at ``path`` (a fresh module) and return its DAG (``dag_id`` when it has several)."""
-    from airflow.sdk import DAG
+    """The DAG defined in the file at ``path`` (``dag_id`` when it has several), parsed by Airflow's DagBag
+    as the dag-processor would; ``ValueError`` with the import error when the file does not import."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0-3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
 
-    spec = importlib.util.spec_from_file_location(f"ion_dag_test_{uuid.uuid4().hex[:8]}", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"cannot import a DAG from {path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    dags = {d.dag_id: d for d in vars(module).values() if isinstance(d, DAG)}
+    bag = DagBag(dag_folder=str(path), safe_mode=False)
+    if bag.import_errors:
+        raise ValueError(f"{path} does not import:\n" + "\n".join(bag.import_errors.values()))
     if dag_id is not None:
-        if dag_id not in dags:
-            raise ValueError(f"{path} defines no DAG {dag_id!r} (it defines: {sorted(dags) or 'none'})")
-        return dags[dag_id]
-    if len(dags) != 1:
-        raise ValueError(f"{path} defines {len(dags)} DAGs ({sorted(dags)}); pass dag_id")
-    return next(iter(dags.values()))
+        if dag_id not in bag.dags:
+            raise ValueError(f"{path} defines no DAG {dag_id!r} (it defines: {sorted(bag.dags) or 'none'})")
+        return bag.dags[dag_id]
+    if len(bag.dags) != 1:
+        raise ValueError(f"{path} defines {len(bag.dags)} DAGs ({sorted(bag.dags)}); pass dag_id")
+    return next(iter(bag.dags.values()))
 
 
 def run_dag(

@@ -83,7 +83,7 @@ def test_cli_makes_each_use_case_object(emulator, capsys) -> None:
     order = _cli(
         capsys, url, "create", "purchase-order", "--supplier", "Acme", "--status", "PLACED", "--total-cost", "12.5"
     )[1]
-    assert order["totalCost"] == 5.0
+    assert order["totalCost"] == 12.5
     part = _cli(capsys, url, "create", "part-inventory", "--part-id", "7", "--purchase-order-id", str(order["id"]))[1]
     assert part["purchaseOrderId"] == order["id"] and part["quantity"] == 1.0
     field = _cli(capsys, url, "create", "run-step-field", "--run-id", str(run["id"]), "--name", "torque")[1]
