@@ -66,7 +66,10 @@ class Demo:
     ) -> None:
         if not (dags_folder / "ion_webhooks_setup.py").is_file():
             where = dags_folder.resolve()
-            raise SystemExit(f"airflow-ion demo: no example DAGs in {where}; run it from the repository")
+            raise SystemExit(
+                f"airflow-ion demo: no example DAGs in {where}; run it from the repository "
+                "(for your own DAGs: airflow-ion dev --dags-folder DIR)"
+            )
         self.home = home.resolve()
         self.dags_folder = dags_folder.resolve()
         self.runs = runs

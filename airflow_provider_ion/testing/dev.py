@@ -212,14 +212,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def dag_files(folder: Path) -> list[Path]:
-    """Python files Airflow's safe-mode heuristic would parse (they mention both "airflow" and "dag")."""
+    """Python files Airflow's safe-mode heuristic parses: they mention "airflow" and "dag" or "asset"
+    (case-insensitive; airflow/utils/file.py ``might_contain_dag_via_default_heuristic``)."""
     found = []
     for path in sorted(folder.rglob("*.py")):
         try:
             text = path.read_bytes().lower()
         except OSError:
             continue
-        if b"airflow" in text and b"dag" in text:
+        if b"airflow" in text and (b"dag" in text or b"asset" in text):
             found.append(path)
     return found
 
@@ -233,15 +234,23 @@ def wait_for_dags(local: LocalIon, timeout: float = 90) -> list[str]:
     """
     stack = local.stack
     files = {p.relative_to(local.dags_folder).as_posix() for p in dag_files(local.dags_folder)}
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     notes: list[str] = []
     parsed: set[str] = set()
     errors: dict[str, str] = {}
+    seen, since = (set(), set()), started  # (parsed, errors) last time, and since when unchanged
     while time.monotonic() < deadline:
         dags = stack.api("GET", "/dags", params={"limit": 1000})["dags"]
         parsed = {d.get("relative_fileloc") or "" for d in dags}
         errors = {e["filename"]: e["stack_trace"] for e in stack.api("GET", "/importErrors")["import_errors"]}
         if all(f in parsed or f in errors for f in files):
+            break
+        if (parsed, set(errors)) != seen:
+            seen, since = (parsed, set(errors)), time.monotonic()
+        # A helper module mentioning those words defines no DAG and never shows up: after several
+        # rescans (2 s apart) with nothing new, every file was parsed.
+        if parsed and time.monotonic() - since > 15:
             break
         time.sleep(0.5)
     else:
