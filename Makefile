@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format demo clean
+.PHONY: test lint format demo dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/airflow-ion demo $(DEMO_ARGS)
+
+# make dev DEV_ARGS="--dags-folder ../my-dags": your DAGs on a local Airflow wired to the emulator.
+dev: $(STAMP)
+	$(BIN)/airflow-ion dev $(DEV_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -101,16 +101,15 @@ class LocalIon:
 
         if not self.dags_folder.is_dir():
             raise SystemExit(f"airflow-ion: no DAGs folder at {self.dags_folder}; give --dags-folder DIR")
+        if self.real_ion and not os.environ.get(self.conn_env_var):
+            raise SystemExit(
+                f"airflow-ion: --real-ion uses the connection {self.conn_id!r} from the environment; "
+                f'export {self.conn_env_var}=\'{{"conn_type": "ion", "login": "<client id>", '
+                f'"password": "<client secret>", "extra": {{"environment": "sandbox"}}}}\' first'
+            )
         _fresh_home(self.home, wipe=self.wipe_home)
         env = {"AIRFLOW__ION_WEBHOOKS__INBOX_URL": self.inbox_url, **self.extra_env}
-        if self.real_ion:
-            if not os.environ.get(self.conn_env_var):
-                raise SystemExit(
-                    f"airflow-ion: --real-ion uses the connection {self.conn_id!r} from the environment; "
-                    f'export {self.conn_env_var}=\'{{"conn_type": "ion", "login": "<client id>", '
-                    f'"password": "<client secret>", "extra": {{"environment": "sandbox"}}}}\' first'
-                )
-        else:
+        if not self.real_ion:
             from airflow_provider_ion.testing.emulator import EmulatorServer
             from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
 

@@ -13,26 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.processes import processes_using, wait_gone
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_ION = str(Path(sys.executable).with_name("airflow-ion"))
-
-
-def processes_using(home: Path) -> list[int]:
-    """PIDs whose environment names ``home`` (the demo's AIRFLOW_HOME lives under it)."""
-    marker = str(home).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ:
-            found.append(int(entry.name))
-    return found
 
 
 def start_demo(home: Path) -> subprocess.Popen:
@@ -42,13 +28,6 @@ def start_demo(home: Path) -> subprocess.Popen:
         [AIRFLOW_ION, "demo", "--home", str(home)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
-
-
-def wait_gone(home: Path, timeout: float = 30) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_using(home)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return left
 
 
 def test_demo_runs_to_a_good_summary_and_leaves_nothing_behind(tmp_path) -> None:

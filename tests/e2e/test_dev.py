@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.processes import processes_using, wait_gone
+
 pytestmark = pytest.mark.e2e
 
 AIRFLOW_ION = str(Path(sys.executable).with_name("airflow-ion"))
@@ -76,11 +78,11 @@ def test_dev_runs_my_dag_on_an_emulator_event_and_ctrl_c_leaves_nothing(tmp_path
         made = time.monotonic()
         run = _cli(client_env, "create", "run", "--title", "Run 1", "--workcenter", "WC-1")
         issue = _cli(client_env, "create", "issue", "--title", "Torque out of spec", "--run-id", str(run["id"]))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while not (output.exists() and output.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.2)
         event_to_output_s = time.monotonic() - made
-        assert output.exists(), "".join(lines)
+        assert output.exists(), _diagnose(home, text)
         (body,) = [json.loads(line) for line in output.read_text().splitlines()]
         assert body["resource"] == "ISSUES" and body["action"] == "CREATE"
         assert body["data"] == issue and issue["runId"] == run["id"]
@@ -104,32 +106,11 @@ def test_dev_runs_my_dag_on_an_emulator_event_and_ctrl_c_leaves_nothing(tmp_path
     print(f"\nTIMINGS dev_ready_s={ready_s:.1f} emulator_create_to_task_output_s={event_to_output_s:.1f}")
 
 
-def processes_using(folder: Path) -> list[int]:
-    """PIDs whose environment or working directory names ``folder``.
-
-    Both: Airflow's api-server rewrites its process title over its environment (setproctitle), so only
-    its working directory (the Airflow home, where AirflowStack starts every component) gives it away.
-    """
-    marker = str(folder)
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if cwd.startswith(marker) or marker.encode() in environ:
-            found.append(int(entry.name))
-    return found
-
-
-def wait_gone(folder: Path, timeout: float = 30) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_using(folder)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return left
+def _diagnose(home: Path, text: str) -> str:
+    """What dev printed and the tails of Airflow's logs, for a failure message."""
+    logs = [f"--- {name}.log\n{(home / 'airflow' / f'{name}.log').read_text(errors='replace')[-3000:]}"
+            for name in ("triggerer", "scheduler") if (home / "airflow" / f"{name}.log").exists()]  # fmt: skip
+    return "\n".join([text, *logs])
 
 
 def _cli(env: dict[str, str], *args: str) -> dict:
