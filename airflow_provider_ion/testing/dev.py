@@ -113,8 +113,9 @@ class LocalIon:
             from airflow_provider_ion.testing.emulator import EmulatorServer
             from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
 
-            # ION retries for days; locally a few quick retries, to loopback receivers only.
-            delivery = DeliverySettings(retry_schedule=[0.5, 1, 2, 5, 10], loopback_only=True)
+            # ION retries for days; locally quick retries first, then every minute for about 15 minutes (a
+            # busy laptop's API server may miss a few), to loopback receivers only.
+            delivery = DeliverySettings(retry_schedule=[0.5, 1, 2, 5, 10, 30, 60], max_attempts=20, loopback_only=True)
             self.emulator = EmulatorServer(delivery=delivery).start()
             env.update(connection_env(self.conn_id, emulator_connection(self.emulator)))
         self.stack = AirflowStack(self.home / "airflow", dags_folder=self.dags_folder, env=env)
@@ -312,7 +313,17 @@ def ready_text(local: LocalIon, elapsed: float) -> str:
 def _watch(local: LocalIon) -> int:
     """Show accepted webhooks until Ctrl-C; a dead Airflow component ends the command (status 1)."""
     seen = local.inbox.latest_seq()
+    retries = failed = 0
     while True:
+        if local.emulator is not None:  # say when ION's deliveries do not get through
+            stats = local.emulator.deliveries.stats()
+            if stats.get("retries", 0) > retries or stats.get("failed", 0) > failed:
+                print(
+                    f"ION emulator: deliveries retried {stats.get('retries', 0)}, given up {stats.get('failed', 0)} "
+                    f"(lastError of each: {local.emulator.base_url}/_emulator/events)",
+                    flush=True,
+                )
+                retries, failed = stats.get("retries", 0), stats.get("failed", 0)
         for name, proc in local.stack.procs.items():
             if proc.poll() is not None:
                 tail = local.stack.log_text(name)[-3000:]
