@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-lowest lint format demo clean
+.PHONY: test test-lowest lint format demo dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 .PHONY: demo-cluster
 demo-cluster: $(STAMP)
 	$(BIN)/airflow-ion demo-cluster $(DEMO_ARGS)
+
+# make dev DEV_ARGS="--dags-folder ../my-dags": your DAGs on a local Airflow wired to the emulator.
+dev: $(STAMP)
+	$(BIN)/airflow-ion dev $(DEV_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

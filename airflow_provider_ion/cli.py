@@ -17,7 +17,11 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("airflow_provider_ion.testing.demo", "the whole path: emulator + Airflow + example DAGs, with a summary"),
     "demo-cluster": ("airflow_provider_ion.testing.cluster_demo", "the same on a distributed Airflow (Celery)"),
-    "emulator": ("airflow_provider_ion.testing.emulator.cli", "run the ION emulator (GraphQL API, OAuth, webhooks)"),
+    "dev": ("airflow_provider_ion.testing.dev", "your DAGs on a local Airflow wired to the ION emulator, until Ctrl-C"),
+    "emulator": (
+        "airflow_provider_ion.testing.emulator.cli",
+        "run the ION emulator; create/update/delete ION objects in a running one",
+    ),
     "receiver": ("airflow_provider_ion.webhooks.receiver_cli", "serve the webhook receiver on its own"),
     "inbox": ("airflow_provider_ion.webhooks.inbox_cli", "look into the inbox: tail, stats, purge"),
 }

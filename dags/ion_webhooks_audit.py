@@ -1,28 +1,20 @@
 """Daily ION webhook audit: find (and optionally fix) drift in receivers and subscriptions.
 
-Adapt the ``EXPECTED`` spec below (or override it per run with the ``expected`` Param when you
-trigger the DAG by hand). Scheduled runs use the Params' defaults.
+What ION should have is the desired state in ``ion_desired_state.py``, the one ``ion_webhooks_setup``
+creates: change it there, not here.
 """
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import DAG, Asset, Param, task
+from datetime import timedelta
+
+import ion_desired_state as desired
+from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, task
 
 from airflow_provider_ion.operators.audit import IonWebhookAuditOperator
 
-# --- adapt these -----------------------------------------------------------------------------------
 ION_CONN_ID = "ion_default"
-EXPECTED = {
-    "receiver": {
-        "name": "airflow-factory-events",
-        "webhook_uri": "https://airflow.example.com/ion-webhooks/v1/receivers/airflow-factory-events",
-    },
-    "subscriptions": ["RUNS/CREATE", "RUNS/UPDATE", "ISSUES/CREATE"],
-    "prune": False,
-}
 AUDIT_ASSET = Asset("ion://webhooks/audit")
-# ----------------------------------------------------------------------------------------------------
 
 DOC_MD = """
 ### ION webhook audit
@@ -30,7 +22,9 @@ DOC_MD = """
 Every day this DAG reads ION's webhook receivers, subscriptions and the last day's failing deliveries
 (a few paginated GraphQL requests, whatever the number of receivers) and reports **drift**:
 
-* an expected receiver or subscription that is missing or disabled (spec: the `expected` Param);
+* an expected receiver or subscription that is missing or disabled (spec: `ion_desired_state.py`, the
+  state `ion_webhooks_setup` creates; the receiver URI is rendered from the `airflow_url` Param, else
+  `[api] base_url`, as in the setup DAG);
 * active subscriptions on a disabled receiver, duplicate subscriptions, receivers with no subscriptions,
   receivers whose URI is not HTTPS;
 * `FAILED` / `RETRYING` deliveries in the window, by receiver;
@@ -48,19 +42,25 @@ Tasks:
    such as `notify` would otherwise mark the run successful).
 
 Trigger with config to override: `{"fix": true, "fail_on": "warning", "window_hours": 6}`.
+
+Runs daily at 06:00 UTC, never at once when first unpaused: on a fresh deployment the first run comes
+after you had the chance to run `ion_webhooks_setup` (a catch-up run would fail on "receiver_missing").
 """
 
 
 with DAG(
     dag_id="ion_webhooks_audit",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date and run_immediately=timedelta(0): with catchup off, the first run is the next 06:00, not
+    # the cron point just passed (airflow/timetables/trigger.py: next_dagrun_info makes the latest past point
+    # a candidate when there is a start_date, and _calc_first_run treats run_immediately=False like None,
+    # "run the past point if it was less than 10% of the period ago"; only a timedelta sets that window).
+    schedule=CronTriggerTimetable("0 6 * * *", timezone="UTC", run_immediately=timedelta(0)),
     catchup=False,
     doc_md=DOC_MD,
     tags=["ion", "webhooks", "audit"],
     render_template_as_native_obj=True,
     params={
-        "expected": Param(EXPECTED, type=["object", "array", "null"], description="Desired webhooks (spec)"),
+        **desired.params(),
         "fix": Param(False, type="boolean", description="Apply the spec and disable duplicate subscriptions"),
         "fail_on": Param("error", enum=["error", "warning", "never"], description="Fail the audit task on"),
         "window_hours": Param(24, type="number", minimum=1, description="Failing deliveries look-back"),
@@ -69,7 +69,7 @@ with DAG(
     audit = IonWebhookAuditOperator(
         task_id="audit",
         ion_conn_id=ION_CONN_ID,
-        expected="{{ params.expected }}",
+        expected=desired.expected(),
         fix="{{ params.fix }}",
         fail_on="{{ params.fail_on }}",
         window_hours="{{ params.window_hours }}",

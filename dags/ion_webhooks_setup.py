@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ion_desired_state as desired
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
 from airflow_provider_ion.operators.webhooks import IonEnsureWebhooksOperator
 
@@ -13,21 +14,15 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["ion", "example"],
-    params={
-        "receiver_name": Param("airflow", type="string", description="Name of the receiver in ION"),
-        "airflow_url": Param(
-            None,
-            type=["null", "string"],
-            description="Public HTTPS URL of this Airflow's API server (default: [api] base_url)",
-        ),
-    },
+    params=desired.params(),
     doc_md="""
 ### ION webhooks setup
 
-Ensures that ION has a receiver pointing at this Airflow's webhook route
-(`<airflow_url>/ion-webhooks/v1/receivers/<receiver_name>`) and that it is subscribed to the events
-the example DAGs wait for: **RUNS/CREATE** (`ion_run_created`), **ISSUES/CREATE**
-(`ion_issue_to_quality`) and **PURCHASE_ORDERS/CREATE** (`ion_purchase_order_to_erp`).
+Ensures that ION has the desired state of `ion_desired_state.py` (shared with the teardown and audit
+DAGs): a receiver pointing at this Airflow's webhook route
+(`<airflow_url>/ion-webhooks/v1/receivers/<receiver_name>`), subscribed to the events the example DAGs
+wait for: **RUNS/CREATE** (`ion_run_created`), **ISSUES/CREATE** (`ion_issue_to_quality`) and
+**PURCHASE_ORDERS/CREATE** (`ion_purchase_order_to_erp`).
 
 Manual trigger; safe to run any number of times: it creates what is missing, re-enables what was
 disabled, and stores the receiver's shared secret in the Variable `ion_webhook_secret_<receiver_name>`
@@ -36,11 +31,6 @@ where the receiver finds it. Uses the `ion_default` connection.
 ) as dag:
     IonEnsureWebhooksOperator(
         task_id="ensure_webhooks",
-        receiver={
-            "name": "{{ params.receiver_name }}",
-            "webhook_uri": "{{ params.airflow_url or conf.get('api', 'base_url') }}"
-            "/ion-webhooks/v1/receivers/{{ params.receiver_name }}",
-            "description": "Airflow: event-driven pipelines (airflow-provider-ion)",
-        },
-        subscriptions=["RUNS/CREATE", "ISSUES/CREATE", "PURCHASE_ORDERS/CREATE"],
+        receiver=desired.receiver_spec(),
+        subscriptions=list(desired.SUBSCRIPTIONS),
     )

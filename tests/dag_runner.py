@@ -9,29 +9,17 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pendulum  # noqa: F401 - used by the generated DAG files
 
+# The result types and readers are the pytest plugin's (one implementation for our tests and users').
+from airflow_provider_ion.testing.dag_test import DagRunResult, TaskResult, collect, xcom
 
-@dataclass
-class TaskResult:
-    state: str
-    xcom: Any = None
-
-
-@dataclass
-class DagRunResult:
-    dag_id: str
-    run_id: str
-    state: str
-    tasks: dict[str, TaskResult] = field(default_factory=dict)
-
-    def __getitem__(self, task_id: str) -> TaskResult:
-        return self.tasks[task_id]
+__all__ = ["DagRunResult", "TaskResult", "dag_bag", "run_dag_file", "run_dag_source", "run_operator", "xcom"]
 
 
 DAG_TEMPLATE = """\
@@ -58,7 +46,12 @@ def run_dag_source(body: str, *, imports: str = "", conf: dict | None = None, ru
 
 
 def run_dag_file(source: Path, *, conf: dict | None = None) -> DagRunResult:
-    """Copy an existing DAG file (one DAG, module attribute ``dag``) into the DAGs folder and run it."""
+    """Copy an existing DAG file (one DAG, module attribute ``dag``) into the DAGs folder and run it.
+
+    Its own folder goes on ``sys.path`` (as Airflow's BundleDagBag puts the DAGs folder there), so modules
+    next to it (``ion_desired_state``) import.
+    """
+    _on_sys_path(source.parent)
     dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     path = dags / source.name
     shutil.copy(source, path)
@@ -74,25 +67,7 @@ def _run_module(name: str, path: Path, conf: dict | None, run_after: Any = None)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     dag_run = module.dag.test(run_conf=conf, run_after=run_after)
-    return _collect(module.dag.dag_id, dag_run)
-
-
-def xcom(result: DagRunResult, task_id: str, key: str = "return_value") -> Any:
-    """Any XCom of a finished run (``result[task_id].xcom`` holds only ``return_value``)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(XComModel).where(
-                XComModel.dag_id == result.dag_id,
-                XComModel.run_id == result.run_id,
-                XComModel.task_id == task_id,
-                XComModel.key == key,
-            )
-        ).all()
-        return XComModel.deserialize_value(rows[0]) if rows else None
+    return collect(module.dag.dag_id, dag_run)
 
 
 def run_operator(operator_class: type, *, task_id: str = "op", retries: int = 0, **kwargs: Any) -> DagRunResult:
@@ -108,33 +83,15 @@ def run_operator(operator_class: type, *, task_id: str = "op", retries: int = 0,
     return run_dag_source(body, imports=imports)
 
 
-def _collect(dag_id: str, dag_run: Any) -> DagRunResult:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    result = DagRunResult(dag_id, dag_run.run_id, str(dag_run.state))
-    with create_session() as session:
-        tis = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == dag_run.run_id)
-        ).all()
-        for ti in tis:
-            rows = session.scalars(
-                select(XComModel).where(
-                    XComModel.dag_id == dag_id,
-                    XComModel.run_id == dag_run.run_id,
-                    XComModel.task_id == ti.task_id,
-                    XComModel.key == "return_value",
-                )
-            ).all()
-            value = XComModel.deserialize_value(rows[0]) if rows else None
-            result.tasks[ti.task_id] = TaskResult(str(ti.state), value)
-    return result
+def _on_sys_path(folder: Path) -> None:
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
 
 
 def dag_bag(path: Path | str) -> Any:
-    """Airflow's DagBag over ``path`` (it moved to ``airflow.dag_processing.dagbag`` in 3.2)."""
+    """Airflow's DagBag over ``path`` (it moved to ``airflow.dag_processing.dagbag`` in 3.2); the folder
+    goes on ``sys.path`` first, as Airflow's BundleDagBag does (airflow/dag_processing/dagbag.py)."""
+    _on_sys_path(Path(path) if Path(path).is_dir() else Path(path).parent)
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow 3.0-3.1

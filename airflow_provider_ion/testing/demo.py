@@ -1,10 +1,13 @@
 """``airflow-ion demo``: the whole path on one machine, with nothing but this repository.
 
 It starts the ION emulator and a real Airflow (api-server with the receiver mounted, scheduler,
-dag-processor, triggerer; SQLite; ``AIRFLOW_HOME`` under ``.demo/``), runs ``ion_webhooks_setup``,
-then makes changes in the emulator the way people on a factory floor would (runs, an issue, a
-purchase order) and shows, as it happens, each webhook the receiver accepted and each DAG run it
-started. It ends with a summary and stops every process it started, on Ctrl-C too.
+dag-processor, triggerer; SQLite; ``AIRFLOW_HOME`` under ``.demo/``; wired by
+:class:`~airflow_provider_ion.testing.dev.LocalIon`), runs ``ion_webhooks_setup`` and then
+``ion_webhooks_audit`` (both on the desired state in ``dags/ion_desired_state.py``), then makes changes
+in the emulator the way people on a factory floor would (runs, an issue, a purchase order) and shows,
+as it happens, each webhook the receiver accepted and each DAG run it started. It ends with a summary
+(``ok`` only when the audit passed and no DAG run of any DAG failed) and stops every process it
+started, on Ctrl-C too.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import threading
@@ -64,7 +66,10 @@ class Demo:
     ) -> None:
         if not (dags_folder / "ion_webhooks_setup.py").is_file():
             where = dags_folder.resolve()
-            raise SystemExit(f"airflow-ion demo: no example DAGs in {where}; run it from the repository")
+            raise SystemExit(
+                f"airflow-ion demo: no example DAGs in {where}; run it from the repository "
+                "(for your own DAGs: airflow-ion dev --dags-folder DIR)"
+            )
         self.home = home.resolve()
         self.dags_folder = dags_folder.resolve()
         self.runs = runs
@@ -76,53 +81,32 @@ class Demo:
         self.emulator: Any = None
         self.stack: Any = None
         self.inbox: Any = None
+        self.local: Any = None
+        self.audit_state: str | None = None
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f}s] {text}", flush=True)
 
     # lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
-        from airflow_provider_ion.testing.emulator import EmulatorServer
-        from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
-        from airflow_provider_ion.testing.local_airflow import AirflowStack
-        from airflow_provider_ion.webhooks.inbox import Inbox
+        from airflow_provider_ion.testing.dev import LocalIon
+        from airflow_provider_ion.testing.local_airflow import connection_env, emulator_connection
 
-        shutil.rmtree(self.home, ignore_errors=True)
-        airflow_home = self.home / "airflow"
-        airflow_home.mkdir(parents=True)
-        inbox_url = f"sqlite:///{self.home / 'ion_inbox.db'}"
-        # ION retries for days; the demo retries quickly, loopback only.
-        delivery = DeliverySettings(retry_schedule=[0.5, 1, 2, 5, 10], loopback_only=True)
-        self.emulator = EmulatorServer(delivery=delivery).start()
-        self.say(f"ION emulator at {self.emulator.base_url}")
-        self.stack = AirflowStack(airflow_home, dags_folder=self.dags_folder)
-        connection = {
-            "conn_type": "ion",
-            "login": self.emulator.client_id,
-            "password": self.emulator.client_secret,
-            "host": self.emulator.base_url,
-            "extra": {"token_url": self.emulator.token_url},
-        }
-        self.stack.env.update(
-            {
-                "AIRFLOW_CONN_ION_DEFAULT": json.dumps(connection),
-                "AIRFLOW__ION_WEBHOOKS__INBOX_URL": inbox_url,
-                "ION_DEMO_OUTBOX": str(self.home / "outbox"),
-            }
+        self.local = LocalIon(
+            self.home, self.dags_folder, env={"ION_DEMO_OUTBOX": str(self.home / "outbox")}, wipe_home=True
         )
-        os.environ["AIRFLOW_CONN_ION_DEFAULT"] = json.dumps(connection)
-        self.inbox = Inbox(inbox_url)
+        self.local.prepare()
+        self.emulator, self.stack, self.inbox = self.local.emulator, self.local.stack, self.local.inbox
+        self.say(f"ION emulator at {self.emulator.base_url}")
+        # The demo itself talks to ION (IonHook) with the same connection as its DAGs.
+        os.environ.update(connection_env("ion_default", emulator_connection(self.emulator)))
         self.say("starting Airflow (api-server, scheduler, dag-processor, triggerer) ...")
         self.stack.start()
         self.say(f"Airflow is up: {self.stack.base_url}  (the UI; no login in the demo)")
 
     def stop(self) -> None:
-        if self.stack is not None:
-            self.stack.stop()
-        if self.emulator is not None:
-            self.emulator.stop()
-        if self.inbox is not None:
-            self.inbox.close()
+        if self.local is not None:
+            self.local.stop()
 
     # the story -----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -132,6 +116,10 @@ class Demo:
         self.say(f"ion_webhooks_setup: {state} (receiver '{RECEIVER}' subscribed to RUNS, ISSUES, PURCHASE_ORDERS)")
         if state != "success":
             raise SystemExit("the setup DAG failed; see the task log in the UI")
+        # The audit checks ION against the same desired state (dags/ion_desired_state.py) the setup created.
+        audit = self.stack.trigger("ion_webhooks_audit", {"airflow_url": self.stack.base_url})
+        self.audit_state = self.stack.wait_for_run("ion_webhooks_audit", audit, timeout=120)["state"]
+        self.say(f"ion_webhooks_audit: {self.audit_state} (ION matches the desired state the setup created)")
         self._wait(lambda: len(self.inbox.list_cursors()) >= 2, 90, "event triggers to start in the triggerer")
         self.say("event triggers are waiting for ION webhooks")
 
@@ -219,6 +207,8 @@ class Demo:
             "dag_runs": {d: len(rs) for d, rs in runs.items()},
             "dag_runs_succeeded": {d: sum(r["state"] == "success" for r in rs) for d, rs in runs.items()},
             "median_event_to_dag_run_s": round(statistics.median(latencies), 3) if latencies else None,
+            "audit": self.audit_state,
+            "dag_runs_failed_anywhere": self._failed_runs(),
             "elapsed_s": round(time.monotonic() - self.started, 1),
         }
         summary["ok"] = (
@@ -226,8 +216,15 @@ class Demo:
             and summary["events_handled_by_dag_runs"] == len(expected) == self.runs + 1
             and [r["state"] for r in sensor] == ["success"]
             and all(r["state"] == "success" for rs in runs.values() for r in rs)
+            and summary["audit"] == "success"
+            and summary["dag_runs_failed_anywhere"] == []
         )
         return summary
+
+    def _failed_runs(self) -> list[str]:
+        """``dag_id/run_id`` of every failed DAG run of any DAG: a fresh demo has none (a catch-up run too)."""
+        runs = self.stack.api("GET", "/dags/~/dagRuns", params={"state": "failed", "limit": 100})["dag_runs"]
+        return [f"{r['dag_id']}/{r['dag_run_id']}" for r in runs]
 
     def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

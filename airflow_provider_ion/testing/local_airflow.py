@@ -37,19 +37,48 @@ def free_port() -> int:
 
 def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
     """End ``proc``'s whole process group: ``sig`` first, SIGKILL if it lingers."""
+    signal_group(proc, sig)
+    reap_group(proc, timeout)
+
+
+def signal_group(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to ``proc``'s process group (nothing when it is gone)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(os.getpgid(proc.pid), sig)
+
+
+def reap_group(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Wait up to ``timeout`` for ``proc`` to exit, then SIGKILL whatever is left of its group."""
     try:
         pgid = os.getpgid(proc.pid)
     except ProcessLookupError:
-        return
-    try:
-        os.killpg(pgid, sig)
+        pgid = proc.pid  # the leader is gone; its group id was its pid (start_new_session)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
+
+
+def emulator_connection(emulator: Any) -> dict[str, Any]:
+    """The Airflow connection (``conn_type`` ``ion``) for a running emulator, as ``AIRFLOW_CONN_*`` JSON wants it.
+
+    ``emulator`` is an :class:`~airflow_provider_ion.testing.emulator.server.EmulatorServer` (anything with
+    ``base_url``, ``token_url``, ``client_id`` and ``client_secret``).
+    """
+    return {
+        "conn_type": "ion",
+        "login": emulator.client_id,
+        "password": emulator.client_secret,
+        "host": emulator.base_url,
+        "extra": {"token_url": emulator.token_url},
+    }
+
+
+def connection_env(conn_id: str, connection: dict[str, Any]) -> dict[str, str]:
+    """``{"AIRFLOW_CONN_<CONN_ID>": json}``: how Airflow reads a connection from the environment."""
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(connection)}
 
 
 class AirflowStack:
@@ -102,6 +131,11 @@ class AirflowStack:
             "AIRFLOW__API__BASE_URL": self.base_url,
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            # Two local Airflows (or one next to a real one) must not fight over the log-server ports
+            # (defaults 8793 and 8794, [logging] worker/trigger_log_server_port in config.yml).
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            # New and changed DAG files are picked up within seconds, not minutes.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "2",
@@ -148,8 +182,15 @@ class AirflowStack:
             log.close()
 
     def stop(self) -> None:
+        """SIGTERM every component's group at once, then wait for each (SIGKILL after 20 s)."""
+        for proc in self.procs.values():
+            signal_group(proc)
         for name in list(self.procs):
-            self.stop_component(name)
+            proc = self.procs.pop(name)
+            reap_group(proc)
+            log = self._logs.pop(name, None)
+            if log is not None:
+                log.close()
 
     def log_text(self, name: str) -> str:
         path = self.home / f"{name}.log"

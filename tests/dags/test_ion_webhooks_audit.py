@@ -11,7 +11,8 @@ import pytest
 from tests.dag_runner import DagRunResult, dag_bag, run_dag_file, xcom
 
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "ion_webhooks_audit.py"
-URI = "https://airflow.example.com/ion-webhooks/v1/receivers/airflow-factory-events"
+AIRFLOW_URL = "https://airflow.example.com"
+URI = f"{AIRFLOW_URL}/ion-webhooks/v1/receivers/airflow"  # what dags/ion_desired_state.py renders to
 
 pytestmark = pytest.mark.usefixtures("airflow_db", "ion_default_conn")
 
@@ -25,7 +26,7 @@ def inbox_env(tmp_path, monkeypatch) -> str:
 
 
 def run_example_dag(conf: dict[str, Any] | None = None) -> DagRunResult:
-    return run_dag_file(DAG_FILE, conf=conf)
+    return run_dag_file(DAG_FILE, conf={"airflow_url": AIRFLOW_URL, **(conf or {})})
 
 
 def asset_events(result: DagRunResult) -> list[dict[str, Any]]:
@@ -43,8 +44,8 @@ def asset_events(result: DagRunResult) -> list[dict[str, Any]]:
 
 
 def seed_expected(emulator, *, drop: str | None = None) -> dict[str, Any]:
-    receiver = emulator.store.create_receiver({"name": "airflow-factory-events", "webhookUri": URI})
-    for pair in ("RUNS/CREATE", "RUNS/UPDATE", "ISSUES/CREATE"):
+    receiver = emulator.store.create_receiver({"name": "airflow", "webhookUri": URI})
+    for pair in ("RUNS/CREATE", "ISSUES/CREATE", "PURCHASE_ORDERS/CREATE"):
         if pair != drop:
             resource, action = pair.split("/")
             emulator.store.create_subscription({"receiverId": receiver["id"], "resource": resource, "action": action})
@@ -61,7 +62,21 @@ def test_dag_parses_without_errors_or_warnings() -> None:
     assert [str(w.message) for w in caught if w.filename.startswith(ours)] == []
     dag = bag.dags["ion_webhooks_audit"]
     assert dag.doc_md and {t.task_id for t in dag.tasks} == {"audit", "notify", "fail_run_if_audit_failed"}
-    assert dag.schedule == "@daily"
+    assert dag.timetable.expression == "0 6 * * *"
+
+
+def test_first_unpause_makes_no_catch_up_run() -> None:
+    """A fresh deployment (or `make demo`) has not run the setup yet: an audit run at once would fail."""
+    from datetime import UTC, datetime
+
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    dag = dag_bag(DAG_FILE).dags["ion_webhooks_audit"]
+    core = coerce_to_core_timetable(dag.timetable)
+    restriction = TimeRestriction(earliest=dag.start_date, latest=None, catchup=dag.catchup)
+    first = core.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
+    assert first is not None and first.run_after > datetime.now(UTC)
 
 
 def test_clean_run_reports_to_xcom_asset_event_and_notify(emulator, inbox_env) -> None:
@@ -72,19 +87,20 @@ def test_clean_run_reports_to_xcom_asset_event_and_notify(emulator, inbox_env) -
     assert result["fail_run_if_audit_failed"].state == "skipped"
     report = xcom(result, "audit", "report")
     assert report["findings"] == [] and report["inbox"]["checked"] is True
-    assert report["expected"][0]["subscriptions"] == ["RUNS/CREATE", "RUNS/UPDATE", "ISSUES/CREATE"]
+    assert report["expected"][0]["subscriptions"] == ["RUNS/CREATE", "ISSUES/CREATE", "PURCHASE_ORDERS/CREATE"]
+    assert report["expected"][0]["receiver"]["webhook_uri"] == URI
     assert "0 error(s), 0 warning(s)" in result["notify"].xcom
     [extra] = asset_events(result)
     assert extra["summary"] == {"error": 0, "warning": 0, "info": 0} and extra["counts"]["subscriptions"] == 3
 
 
 def test_drift_fails_the_run_but_notifies_then_fix_repairs_it(emulator, inbox_env) -> None:
-    seed_expected(emulator, drop="RUNS/UPDATE")
+    seed_expected(emulator, drop="PURCHASE_ORDERS/CREATE")
     failed = run_example_dag()
     assert failed.state == "failed"
     assert failed["audit"].state == "failed" and failed["notify"].state == "success"
     assert failed["fail_run_if_audit_failed"].state == "failed"
-    assert "subscription_missing" in failed["notify"].xcom and "RUNS/UPDATE" in failed["notify"].xcom
+    assert "subscription_missing" in failed["notify"].xcom and "PURCHASE_ORDERS/CREATE" in failed["notify"].xcom
     assert asset_events(failed) == []  # no asset event from a failed task
 
     fixed = run_example_dag({"fix": True})

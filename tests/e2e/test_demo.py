@@ -13,26 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.processes import processes_using, wait_gone
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_ION = str(Path(sys.executable).with_name("airflow-ion"))
-
-
-def processes_using(home: Path) -> list[int]:
-    """PIDs whose environment names ``home`` (the demo's AIRFLOW_HOME lives under it)."""
-    marker = str(home).encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ:
-            found.append(int(entry.name))
-    return found
 
 
 def start_demo(home: Path) -> subprocess.Popen:
@@ -42,13 +28,6 @@ def start_demo(home: Path) -> subprocess.Popen:
         [AIRFLOW_ION, "demo", "--home", str(home)],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
-
-
-def wait_gone(home: Path, timeout: float = 30) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_using(home)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return left
 
 
 def test_demo_runs_to_a_good_summary_and_leaves_nothing_behind(tmp_path) -> None:
@@ -66,6 +45,7 @@ def test_demo_runs_to_a_good_summary_and_leaves_nothing_behind(tmp_path) -> None
     assert summary["events_handled_by_dag_runs"] == summary["event_driven_events"] == 4
     assert summary["dag_runs"] == {"ion_run_created": 3, "ion_purchase_order_to_erp": 1, "ion_issue_to_quality": 1}
     assert summary["dag_runs_succeeded"] == summary["dag_runs"]
+    assert summary["audit"] == "success" and summary["dag_runs_failed_anywhere"] == []
     assert "webhook accepted: RUNS/CREATE" in output and "Airflow is up: http://127.0.0.1:" in output
     outbox = home / "outbox"
     assert len((outbox / "environment_monitoring.jsonl").read_text().splitlines()) == 3

@@ -6,6 +6,8 @@
 | ``POST /graphql`` | ION's GraphQL API (webhook models + domain objects) |
 | ``/_emulator/...`` | health, stats, reset, faults, change log, token expiry (loopback only) |
 | ``/_emulator/fire``, ``/_emulator/deliveries/...`` | webhook deliveries: fire, settings, faults, wait |
+| ``GET /_emulator/`` | the index of every control route |
+| ``/_emulator/objects/...``, ``/_emulator/events`` | create/update/delete ION objects by hand; recent webhooks |
 
 Webhook deliveries go out from a :class:`~airflow_provider_ion.testing.emulator.delivery.Deliveries` worker
 attached to the emulator's store (``app.state.deliveries``).
@@ -24,6 +26,7 @@ from airflow_provider_ion.testing.emulator.core import Emulator
 from airflow_provider_ion.testing.emulator.delivery import Deliveries
 from airflow_provider_ion.testing.emulator.delivery_control import ROUTES as DELIVERY_ROUTES
 from airflow_provider_ion.testing.emulator.graphql_endpoint import graphql_endpoint
+from airflow_provider_ion.testing.emulator.objects_control import ROUTES as OBJECT_ROUTES
 from airflow_provider_ion.testing.emulator.token_endpoint import LEGACY_TOKEN_PATH, TOKEN_PATH, token_endpoint
 
 
@@ -38,6 +41,7 @@ def create_app(emulator: Emulator | None = None, deliveries: Deliveries | None =
             Route("/graphql", graphql_endpoint, methods=["POST"]),
             *CONTROL_ROUTES,
             *DELIVERY_ROUTES,
+            *OBJECT_ROUTES,
         ]
     )
     app.state.emulator = emulator if emulator is not None else Emulator()

@@ -3,6 +3,9 @@
 On a signal uvicorn finishes in-flight requests, then re-raises the signal, so the exit status says
 "terminated by SIGTERM" (-15 from Python's subprocess), as for any well-behaved server.
 
+With a command (``create``, ``update``, ``delete``, ``get``, ``list``, ``events``) it is a client of a
+running emulator instead: see :mod:`.client_cli`.
+
 For the demo and for manual testing. Tests inside Python use
 :class:`airflow_provider_ion.testing.emulator.server.EmulatorServer` instead.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from airflow_provider_ion.testing.emulator import client_cli
 from airflow_provider_ion.testing.emulator.core import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings, parse_schedule
 
@@ -38,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     _add_delivery_arguments(parser.add_argument_group("webhook delivery"))
+    client_cli.add_subcommands(parser)
 
 
 def _add_delivery_arguments(group: argparse._ArgumentGroup) -> None:
@@ -85,6 +90,8 @@ def delivery_settings(args: argparse.Namespace) -> DeliverySettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "emulator_command", None):
+        return client_cli.run(args)
     import uvicorn
 
     from airflow_provider_ion.testing.emulator.app import create_app

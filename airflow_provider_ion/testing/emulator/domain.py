@@ -3,7 +3,8 @@
 Each kind maps one store table to a GraphQL type (emulator/domain.graphql) and to the ``ResourceEnum``
 value a subscription names. "Part received" is modelled as a part inventory (``PART_INVENTORIES``):
 receiving a part in ION creates inventory, and the newer ION docs list ``PART_INVENTORY`` among the
-common webhook resources, whereas receipts are not documented as a resource.
+common webhook resources, whereas receipts are not documented as a resource. A value entered in a run
+step's field is a ``RunStepField`` (``RUN_STEPS``; an assumption, see its definition).
 
 Adding a kind is data only: a :class:`DomainKind` here, its types in domain.graphql, a line in
 :data:`airflow_provider_ion.testing.emulator.schema.DOMAIN_FIELDS`.
@@ -80,6 +81,19 @@ DOMAIN_KINDS: dict[str, DomainKind] = {
             id_fields=("partId", "purchaseOrderId"),
             references={"purchaseOrderId": "purchaseOrders"},
             non_negative=("quantity",),
+        ),
+        # "Data entered in a field" (the manual's asynchronous-validation use case). ION publishes no
+        # field-level webhook resource; the emulator assumes the value belongs to a run step, so a field
+        # is a RUN_STEPS object and entering its value is RUN_STEPS/UPDATE (an assumption, not ION's word).
+        DomainKind(
+            table="runStepFields",
+            type_name="RunStepField",
+            resource="RUN_STEPS",
+            writable=("runId", "name", "value"),
+            defaults={"value": None},
+            required=("runId", "name"),
+            id_fields=("runId",),
+            references={"runId": "runs"},
         ),
     )
 }

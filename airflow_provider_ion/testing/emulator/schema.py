@@ -25,6 +25,7 @@ DOMAIN_FIELDS: dict[str, tuple[str, str]] = {
     "issues": ("issue", "issues"),
     "purchaseOrders": ("purchaseOrder", "purchaseOrders"),
     "partInventories": ("partInventory", "partInventories"),
+    "runStepFields": ("runStepField", "runStepFields"),
 }
 "Domain table -> (single-object query and payload field, list query)."
 
@@ -144,6 +145,7 @@ def _resolvers() -> dict[tuple[str, str], Any]:
         ("Run", "issues"): _children("issues", "runId"),
         ("Issue", "run"): _parent("runs", "runId"),
         ("PartInventory", "purchaseOrder"): _parent("purchaseOrders", "purchaseOrderId"),
+        ("RunStepField", "run"): _parent("runs", "runId"),
     }
     for table, (single, plural) in DOMAIN_FIELDS.items():
         type_name = DOMAIN_KINDS[table].type_name
