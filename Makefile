@@ -19,7 +19,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/airflow-ion demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) ui-browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -51,3 +51,15 @@ bench-parse: $(STAMP)
 
 bench-hook: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_hook $(BENCH_ARGS)
+
+# Browser tests of the "ION webhooks" page (tests/ui, headless Debian chromium driven by selenium).
+# ui-browser installs chromium + chromium-driver when either is missing (needs root, as CI has); a no-op after.
+.PHONY: test-ui ui-browser
+ui-browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "The UI browser tests need chromium and chromium-driver: run as root, or apt-get install them." >&2; exit 1; fi
+
+test-ui: $(STAMP) ui-browser
+	$(BIN)/python -m pytest tests/ui $(PYTEST_ARGS)
