@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 #: Most quarantined deliveries listed.
 QUARANTINE_LIMIT = 100
+#: Deliveries checked for "in no DAG run", and most of them listed.
+UNCONSUMED_CHECKED = 200
+UNCONSUMED_SHOWN = 50
 
 
 @dataclass
@@ -109,11 +112,11 @@ def build_page(
     consumers: list[queries.ConsumerLag] = []
     unconsumed: list[dict[str, Any]] = []
     quarantine: list[dict[str, Any]] = []
-    stats: dict[str, Any] = {}
+    stats: dict[str, Any] = {"url": inbox.safe_url, "total": 0, "latest_seq": 0}
     inbox_error = None
     dag_ids = readable_dag_ids(user)
     try:
-        stats = inbox.stats()
+        stats["total"], stats["latest_seq"] = queries.totals(inbox)
         for name, activity in queries.receiver_activity(inbox, now=now).items():
             receivers[name] = ReceiverView(name, activity.accepted_hour, activity.accepted_day, last=activity.last)
         for window, attr in ((queries.HOUR, "rejected_hour"), (queries.DAY, "rejected_day")):
@@ -142,7 +145,9 @@ def build_page(
         )
         rows = queries.deliveries(inbox, filters, limit=int(form.get("limit") or 100))
         consumers = queries.consumer_lag(inbox, now=now)
-        settled = queries.settled_deliveries(inbox, now=now, older_than=timedelta(seconds=state.unconsumed_after))
+        settled = queries.settled_deliveries(
+            inbox, now=now, older_than=timedelta(seconds=state.unconsumed_after), limit=UNCONSUMED_CHECKED
+        )
         traces = _traces([*rows, *settled], errors)
         deliveries = [{"row": r, **_runs_for(traces, r, dag_ids)} for r in rows]
         for r in settled:
@@ -171,7 +176,9 @@ def build_page(
         "receivers": [receivers[k] for k in sorted(receivers)],
         "deliveries": deliveries,
         "consumers": consumers,
-        "unconsumed": unconsumed,
+        "unconsumed": unconsumed[:UNCONSUMED_SHOWN],
+        "unconsumed_total": len(unconsumed),
+        "unconsumed_checked": UNCONSUMED_CHECKED,
         "unconsumed_after": state.unconsumed_after,
         "quarantine": quarantine,
         "quarantine_limit": QUARANTINE_LIMIT,

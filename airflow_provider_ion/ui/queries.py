@@ -107,6 +107,13 @@ def deliveries(inbox: Inbox, filters: DeliveryFilter, *, limit: int = 100) -> li
     ]
 
 
+def totals(inbox: Inbox) -> tuple[int, int]:
+    """``(number of stored deliveries, highest seq)`` in one aggregate query."""
+    c = inbox.events.c
+    count, top = _read(inbox, sa.select(sa.func.count(), sa.func.max(c.seq)))[0]
+    return int(count or 0), int(top or 0)
+
+
 @dataclass
 class ReceiverActivity:
     """Accepted deliveries of one receiver over the last hour and day, and its newest delivery."""
