@@ -91,6 +91,7 @@ class UiState:
         ion_conn_id: str | None = None,
         unconsumed_after: float = DEFAULT_UNCONSUMED_AFTER,
         receiver_stats: Callable[[], dict[str, Any] | None] | None = None,
+        signature_scheme: dict[str, str] | None = None,
     ) -> None:
         from airflow_provider_ion.ui.ion_status import IonSubscriptions
 
@@ -100,6 +101,9 @@ class UiState:
         self.ion = IonSubscriptions(ion_conn_id)
         self.unconsumed_after = float(unconsumed_after)
         self.receiver_stats = receiver_stats
+        #: The configured signature settings (header, algorithm, encoding, prefix; no secret), shown next
+        #: to the quarantine so a mismatch can be compared with what ION sends.
+        self.signature_scheme = signature_scheme or {}
 
     @property
     def inbox(self) -> Any:
@@ -121,6 +125,9 @@ class UiState:
             "inbox_url": config.inbox_url(),
             "ion_conn_id": conn_id if conn_id and conn_id.lower() not in ("none", "off", "false") else None,
             "unconsumed_after": config.get_float("ui_unconsumed_after"),
+            "signature_scheme": {
+                key: config.get(f"signature_{key}") or "" for key in ("header", "algorithm", "encoding", "prefix")
+            },
         }
         values.update(overrides)
         return cls(**values)
@@ -228,6 +235,8 @@ def create_ui_app(state: UiState | None = None) -> Any:
             bytes(found.body), media_type="text/plain; charset=utf-8", headers={"cache-control": "no-store"}
         )
 
+    # With SimpleAuthManager, asset POST needs role op or admin (is_authorized_asset: allow_role=OP,
+    # api_fastapi/auth/managers/simple/simple_auth_manager.py); viewers and users are refused (403).
     @app.post("/quarantine/replay", dependencies=[Depends(requires_access_asset(method="POST"))])
     async def replay(request: Request) -> JSONResponse:
         # Cookie-authenticated and state-changing: accept only what a same-origin script can send (a
@@ -301,7 +310,8 @@ def external_views() -> list[dict[str, Any]]:
     Airflow's UI shows an external view in an iframe and, for destinations other than ``nav``,
     replaces ``{DAG_ID}`` and ``{RUN_ID}`` in ``href`` (``ui/dist`` bundle, ``ExternalView``;
     destinations are ``nav|dag|dag_run|task|task_instance|base``,
-    ``api_fastapi/core_api/datamodels/plugins.py``).
+    ``api_fastapi/core_api/datamodels/plugins.py``). ``category: "browse"`` puts the page in the
+    Browse menu (the bundle groups nav views by category into admin/browse/docs/user menus).
     """
     return [
         {"name": "ION webhooks", "href": f"{MOUNT_PATH}/", "url_route": "ion-webhooks", "destination": "nav",

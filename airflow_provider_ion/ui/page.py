@@ -185,6 +185,7 @@ def build_page(
         "ion": ion,
         "ion_age": None if ion.fetched_at is None else max(0, int(now.timestamp() - ion.fetched_at)),
         "receiver_stats": receiver_stats,
+        "signature_scheme": state.signature_scheme,
         "can_edit": can_edit,
         "user_name": getattr(user, "get_name", lambda: "")(),
     }

@@ -101,6 +101,27 @@ def test_delivery_links_to_the_dag_run_it_started(stack, browser_factory) -> Non
     browser.open(f"/ion-ui/dag/ion_on_run/run/{run_id}")
     assert event_id in browser.text("#run-events-table")
 
+    # Inside Airflow's own UI: the run page's "ION events" tab shows it in an iframe.
+    browser.open(f"/dags/ion_on_run/runs/{run_id}/plugin/ion-events-run")
+    frame = browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[title='ION events']"), what="the tab")
+    browser.driver.switch_to.frame(frame[0])
+    browser.wait(lambda d: event_id in browser.text("#run-events-table"), what="the run's event in the tab")
+    browser.driver.switch_to.default_content()
+    browser.shot("02b-run-tab-in-airflow")
+    # The page in Airflow's navigation; a run link moves Airflow's own page (not the iframe) to the run.
+    browser.open(f"/plugin/ion-webhooks?event_id={event_id}")
+    frame = browser.wait(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[title='ION webhooks']"), what="iframe")
+    browser.driver.switch_to.frame(frame[0])
+    link = browser.wait(
+        lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-event-id="{event_id}"] a[data-airflow]'), what="link"
+    )
+    browser.driver.switch_to.default_content()
+    browser.shot("02c-page-in-airflow-nav")
+    browser.driver.switch_to.frame(frame[0])
+    link[0].click()
+    browser.driver.switch_to.default_content()
+    browser.wait(lambda d: f"/dags/ion_on_run/runs/{run_id}" in d.current_url, what="Airflow's run page")
+
 
 def _first_consumer(inbox: Inbox, timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
