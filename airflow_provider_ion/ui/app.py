@@ -195,7 +195,7 @@ def create_ui_app(state: UiState | None = None) -> Any:
         event_id: str | None = None,
         since: str | None = None,
         until: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     ) -> HTMLResponse:
         from airflow_provider_ion.ui.page import build_page
 
@@ -224,7 +224,7 @@ def create_ui_app(state: UiState | None = None) -> Any:
         event = state.inbox.get(receiver, event_id)
         if event is None:
             raise HTTPException(404, f"no delivery {event_id!r} for receiver {receiver!r} in the inbox")
-        return JSONResponse(event.payload, headers={"cache-control": "no-store"})
+        return JSONResponse(event.payload, headers={"cache-control": "no-store", "x-content-type-options": "nosniff"})
 
     @app.get("/quarantine/{item_id}/body", dependencies=can_read)
     def quarantined_body(item_id: str) -> Response:

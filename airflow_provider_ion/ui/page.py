@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 QUARANTINE_LIMIT = 100
 #: Deliveries checked for "in no DAG run", and most of them listed.
 UNCONSUMED_CHECKED = 200
-UNCONSUMED_SHOWN = 50
+UNCONSUMED_SHOWN = 25
 
 
 @dataclass
@@ -143,7 +143,7 @@ def build_page(
             since=since,
             until=until,
         )
-        rows = queries.deliveries(inbox, filters, limit=int(form.get("limit") or 100))
+        rows = queries.deliveries(inbox, filters, limit=int(form.get("limit") or 50))
         consumers = queries.consumer_lag(inbox, now=now)
         settled = queries.settled_deliveries(
             inbox, now=now, older_than=timedelta(seconds=state.unconsumed_after), limit=UNCONSUMED_CHECKED
