@@ -7,6 +7,9 @@ SQLAlchemy, the inbox) is built on the first request the API server routes to it
 
 Plugin apps get no Airflow authentication: the webhook route is guarded by the signature, and the
 stats route checks the caller's Airflow token itself.
+
+The plugin also serves the "ION webhooks" page (:mod:`airflow_provider_ion.ui`, at ``/ion-ui``, behind
+Airflow's own authentication) and shows it in Airflow's UI through ``external_views``.
 """
 
 from __future__ import annotations

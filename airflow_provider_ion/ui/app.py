@@ -147,6 +147,8 @@ def create_ui_app(state: UiState | None = None) -> Any:
     from fastapi.exception_handlers import http_exception_handler
     from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+    from airflow_provider_ion.webhooks.inbox import InboxUnavailable
+
     state = state or UiState.from_airflow_config()
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
@@ -221,7 +223,10 @@ def create_ui_app(state: UiState | None = None) -> Any:
 
     @app.get("/body", dependencies=can_read)
     def body(receiver: str, event_id: str) -> JSONResponse:
-        event = state.inbox.get(receiver, event_id)
+        try:
+            event = state.inbox.get(receiver, event_id)
+        except InboxUnavailable as error:
+            raise HTTPException(503, f"the inbox is unavailable: {error}") from None
         if event is None:
             raise HTTPException(404, f"no delivery {event_id!r} for receiver {receiver!r} in the inbox")
         return JSONResponse(event.payload, headers={"cache-control": "no-store", "x-content-type-options": "nosniff"})
