@@ -8,6 +8,7 @@ selenium. Tests run in file order and build on each other's deliveries.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -262,12 +263,13 @@ def test_page_with_10000_deliveries_and_50_receivers_loads_in_under_a_second(sta
     browser.login("viewer")
     browser.open(PAGE)  # warm: first request of this user, ION cache
     timings = []
-    for _ in range(5):
+    for _ in range(7):
         browser.open(PAGE)
         timings.append(
             browser.driver.execute_script(
                 "const n = performance.getEntriesByType('navigation')[0];"
-                "return {response: n.responseEnd - n.startTime, load: n.loadEventEnd - n.startTime,"
+                "return {response: n.responseEnd - n.startTime, dom_ready: n.domContentLoadedEventEnd - n.startTime,"
+                " load: n.loadEventEnd - n.startTime,"
                 " server: parseFloat(document.getElementById('render-ms').textContent),"
                 " html_bytes: document.documentElement.outerHTML.length};"
             )
@@ -276,6 +278,9 @@ def test_page_with_10000_deliveries_and_50_receivers_loads_in_under_a_second(sta
     browser.shot("08-10000-deliveries-50-receivers")
     loads = sorted(t["load"] for t in timings)
     median = loads[len(loads) // 2]
-    print(f"\npage load with 10,000 deliveries / 50 receivers: {timings}; median load {median:.0f} ms")
-    (browser.artifacts / "page-load-10000-deliveries.json").write_text(json.dumps(timings, indent=1))
+    load_average = os.getloadavg()  # this machine's 2 cores are shared: say how busy they were
+    print(f"\npage load with 10,000 deliveries / 50 receivers: median {median:.0f} ms; {timings}; "
+          f"load average {load_average}")  # fmt: skip
+    report = {"median_load_ms": median, "samples": timings, "load_average": load_average}
+    (browser.artifacts / "page-load-10000-deliveries.json").write_text(json.dumps(report, indent=1))
     assert median < 1000, timings
