@@ -96,8 +96,8 @@ def test_settled_deliveries_are_older_than_the_threshold_and_within_a_day(inbox:
 def test_queries_stay_bounded_with_10000_deliveries(inbox: Inbox) -> None:
     rows = [
         {"receiver": f"line-{i % 50:02d}", "event_id": str(i), "subscription_id": None, "resource": "PARTS",
-         "action": "UPDATE", "received_at": NOW - timedelta(seconds=8 * i), "body": b'{"event_id": 1}',
-         "headers": None}
+         "action": "UPDATE", "received_at": NOW - timedelta(seconds=8 * (9_999 - i)),  # seq order = arrival
+         "body": b'{"event_id": 1}', "headers": None}
         for i in range(10_000)
     ]  # fmt: skip
     with inbox.engine.begin() as conn:
@@ -109,7 +109,8 @@ def test_queries_stay_bounded_with_10000_deliveries(inbox: Inbox) -> None:
     lag = queries.consumer_lag(inbox, now=NOW)
     elapsed = time.perf_counter() - started
     assert len(activity) == 50 and sum(a.accepted_day for a in activity.values()) == 10_000  # all within a day
-    assert sum(a.accepted_hour for a in activity.values()) == 451  # i * 8 s <= 3600 s
+    assert sum(a.accepted_hour for a in activity.values()) == 451  # (9999 - i) * 8 s <= 3600 s
+    assert activity["line-49"].last.event_id == "9999" and activity["line-00"].last.event_id == "9950"
     assert len(listed) == 100 and lag[0].lag_events == 10_000
     assert elapsed < 0.5, f"queries took {elapsed:.3f}s"
 

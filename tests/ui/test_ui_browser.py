@@ -241,7 +241,7 @@ def test_page_with_10000_deliveries_and_50_receivers_loads_in_under_a_second(sta
             "subscription_id": "1",
             "resource": "PARTS",  # no trigger listens for PARTS: these stay in the inbox only
             "action": "UPDATE",
-            "received_at": now - timedelta(seconds=8 * i),
+            "received_at": now - timedelta(seconds=8 * (9_999 - i)),
             "body": json.dumps(
                 {
                     "event_id": f"bulk-{i}",
