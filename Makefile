@@ -29,7 +29,7 @@ demo-cluster: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/airflow-ion dev $(DEV_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) ui-browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The lowest Airflow release pyproject.toml allows, in a second venv: the suite minus the real-Airflow
@@ -83,3 +83,15 @@ bench-hook: $(STAMP)
 .PHONY: bench-cluster
 bench-cluster: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_cluster $(BENCH_ARGS)
+
+# Browser tests of the "ION webhooks" page (tests/ui, headless Debian chromium driven by selenium).
+# ui-browser installs chromium + chromium-driver when either is missing (needs root, as CI has); a no-op after.
+.PHONY: test-ui ui-browser
+ui-browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	else echo "The UI browser tests need chromium and chromium-driver: run as root, or apt-get install them." >&2; exit 1; fi
+
+test-ui: $(STAMP) ui-browser
+	$(BIN)/python -m pytest tests/ui $(PYTEST_ARGS)

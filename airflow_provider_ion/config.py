@@ -127,6 +127,14 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "example": "none",
         "default": "sha256=",
     },
+    "ui_unconsumed_after": {
+        "description": "The 'ION webhooks' page lists deliveries older than this many seconds that no DAG run "
+        "consumed.",
+        "version_added": "0.2.0",
+        "type": "float",
+        "example": "900",
+        "default": "300",
+    },
 }
 
 _FALSE = frozenset({"0", "false", "no", "off"})

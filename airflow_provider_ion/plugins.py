@@ -7,6 +7,9 @@ SQLAlchemy, the inbox) is built on the first request the API server routes to it
 
 Plugin apps get no Airflow authentication: the webhook route is guarded by the signature, and the
 stats route checks the caller's Airflow token itself.
+
+The plugin also serves the "ION webhooks" page (:mod:`airflow_provider_ion.ui`, at ``/ion-ui``, behind
+Airflow's own authentication) and shows it in Airflow's UI through ``external_views``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
+
+from airflow_provider_ion.ui.app import MOUNT_PATH as UI_MOUNT_PATH
+from airflow_provider_ion.ui.app import LazyUiApp, UiState, create_ui_app
+from airflow_provider_ion.ui.app import external_views as ui_external_views
 
 MOUNT_PATH = "/ion-webhooks"
 
@@ -47,8 +54,22 @@ class LazyReceiverApp:
 receiver_app = LazyReceiverApp()
 
 
+def _receiver_counters() -> dict[str, Any] | None:
+    """This process's receiver counters for the UI page (None until the receiver served a request)."""
+    built = receiver_app._app
+    return None if built is None else built.stats.to_dict()
+
+
+# The "ION webhooks" page (airflow_provider_ion.ui): built on its first request, like the receiver.
+ui_app = LazyUiApp(lambda: create_ui_app(UiState.from_airflow_config(receiver_stats=_receiver_counters)))
+
+
 class IonPlugin(AirflowPlugin):
     """Serves the ION webhook receiver from Airflow's API server (see the module docstring)."""
 
     name = "ion"
-    fastapi_apps = [{"app": receiver_app, "url_prefix": MOUNT_PATH, "name": "ION webhook receiver"}]
+    fastapi_apps = [
+        {"app": receiver_app, "url_prefix": MOUNT_PATH, "name": "ION webhook receiver"},
+        {"app": ui_app, "url_prefix": UI_MOUNT_PATH, "name": "ION webhooks UI"},
+    ]
+    external_views = ui_external_views()
