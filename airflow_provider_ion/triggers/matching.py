@@ -2,7 +2,7 @@
 
 A filter has four parts, all optional, all of which must hold:
 
-- ``receiver``: the receiver name the delivery arrived at (exact).
+- ``receiver``: the receiver name the delivery arrived at (receiver names are lower case; compared so).
 - ``resources`` / ``actions``: ION's names (``RUNS``, ``CREATE``); compared case-insensitively, and a
   list means any of them.
 - ``match``: ``{dotted.path: expected}`` into the delivery body, e.g. ``{"data.runId": 7}``. A path
@@ -146,7 +146,7 @@ class EventFilter:
             if not path or any(not part for part in path.split(".")):
                 raise ValueError(f"match path {path!r} must be dotted keys like 'data.runId'")
         return cls(
-            receiver=receiver or None,
+            receiver=str(receiver).strip().lower() or None if receiver else None,  # receivers are lower case
             resources=tuple(resources) if resources else None,
             actions=tuple(actions) if actions else None,
             match=items,

@@ -101,12 +101,13 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         with DAG("on_new_run", schedule=[runs_created]):
             @task
             def handle(*, triggering_asset_events):
-                for event in triggering_asset_events[runs_created]:
-                    ion_event = event.extra["payload"]        # {"event_id": ..., "payload": {...}}
+                for event in IonEvent.iter_triggering(triggering_asset_events):
+                    print(event.event_id, event.data)
 
-    Airflow creates one DAG run per asset event, except that events queued before the scheduler's next
-    loop are consumed by one run: iterate ``triggering_asset_events``. Use ``event_id`` to be idempotent
-    (delivery is at least once).
+    A DAG run gets every asset event written up to when its asset's queue entry was created, so one run
+    may carry several events: iterate them (``IonEvent.iter_triggering``). On Airflow < 3.4 an event written
+    while that entry existed would wait for the next event; the trigger's stranded-event sweep (``_sweep``)
+    re-queues the DAG after a burst. Use ``event_id`` to be idempotent (delivery is at least once).
 
     :param resource: ION resource name(s) (``RUNS``; a list means any), case-insensitive.
     :param action: ION action name(s) (``CREATE``, ``UPDATE``...), case-insensitive.
@@ -170,11 +171,12 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
 
         key = self.shared_stream_key()
         url, _ = self._resolved()
-        cursor = await _retrying(start_cursor, get_inbox(url), self.consumer_name)
+        cursor = await _retrying(get_inbox(url).open_cursor, self.consumer_name)
         self.log.info("ION inbox consumer %s resumes after seq %d (%s)", self.consumer_name, cursor, url)
         sub = Subscription(consumer=self.consumer_name, cursor=cursor)
         state = stream_state(key)
         state.join(sub)
+        delivery = _Delivery(self)
         try:
             last = cursor
             async for raw in shared_stream:
@@ -186,11 +188,12 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
                     continue
                 last = event.seq
                 raw.seen_by.add(sub)
-                if self.event_filter.matches(event):
+                if delivery.matches(event):
                     raw.fired_by.add(sub)
-                    yield TriggerEvent(event.to_dict())
+                    yield delivery.fire(event)
         finally:
             state.leave(sub)
+            await delivery.close()
 
     # Standalone (Airflow < 3.3, or run() called directly) ----------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -199,58 +202,94 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         url, poll_interval = self._resolved()
         inbox = get_inbox(url)
         consumer = self.consumer_name
-        cursor = await _retrying(start_cursor, inbox, consumer)
-        waiter = get_reader(url, poll_interval).add_waiter(cursor, accept=self.event_filter.matches)
+        cursor = await _retrying(inbox.open_cursor, consumer)
+        delivery = _Delivery(self)
+        waiter = get_reader(url, poll_interval).add_waiter(cursor, accept=delivery.matches)
         taken: list[tuple[float, int]] = []  # (monotonic time Airflow took it, seq up to which it is done)
         saved = cursor
         try:
             while True:
-                delivery = await waiter.get(timeout=self.standalone_commit_delay)
-                if delivery is not None:
-                    events, upto = delivery
+                item = await waiter.get(timeout=self.standalone_commit_delay)
+                if item is not None:
+                    events, upto = item
                     for event in events:
-                        yield TriggerEvent(event.to_dict())
+                        yield delivery.fire(event)
                         taken.append((time.monotonic(), event.seq))
                     taken.append((time.monotonic(), upto))
                 due = time.monotonic() - self.standalone_commit_delay
                 ready = [seq for at, seq in taken if at <= due]
                 if ready and max(ready) > saved:
                     saved = max(ready)
-                    await asyncio.to_thread(inbox.set_cursor, consumer, saved)
+                    await _retrying(inbox.set_cursor, consumer, saved)
                 taken = [(at, seq) for at, seq in taken if at > due]
         finally:
             waiter.close()
+            await delivery.close()
+
+
+class _Delivery:
+    """The one path from a matching inbox event to a TriggerEvent, driven by both the shared stream
+    and ``run()``: the filter, the payload, and the stranded-event sweep (``_sweep``) that follows it."""
+
+    def __init__(self, trigger: IonWebhookTrigger) -> None:
+        from airflow_provider_ion import config
+
+        self.event_filter = trigger.event_filter
+        self.max_body_bytes = config.get_int("max_event_bytes_in_airflow")
+        self.sweeper: Any = None
+        from airflow_provider_ion.triggers._sweep import StrandedEventSweeper, sweep_enabled
+
+        trigger_id = getattr(trigger, "trigger_id", None)
+        if trigger_id is not None and sweep_enabled():  # no trigger id: run() outside a triggerer (tests)
+            self.sweeper = StrandedEventSweeper(trigger_id, config.get_float("sweep_quiet_period"))
+            self.sweeper.start()
+
+    def matches(self, event: Any) -> bool:
+        return self.event_filter.matches(event)
+
+    def fire(self, event: Any) -> TriggerEvent:
+        payload = event_payload(event, self.max_body_bytes)
+        if self.sweeper is not None:
+            self.sweeper.fired(payload)
+        return TriggerEvent(payload)
+
+    async def close(self) -> None:
+        if self.sweeper is not None:
+            await self.sweeper.close()
+
+
+def event_payload(event: Any, max_body_bytes: int) -> dict[str, Any]:
+    """What a trigger fires for an inbox event (``InboxEvent.to_dict()``), without the body when the body is
+    larger than ``max_body_bytes`` as JSON: it stays in the inbox (``IonEvent.body`` reads it there), so
+    Airflow's metadata DB (``asset_event.extra``, which has no size limit) and the triggerer's log stay small."""
+    import json
+
+    from airflow_provider_ion.events import BODY_IN_INBOX
+
+    payload = event.to_dict()
+    size = len(json.dumps(payload["payload"], separators=(",", ":"), default=str))
+    if max_body_bytes >= 0 and size > max_body_bytes:
+        payload["payload"] = None
+        payload[BODY_IN_INBOX] = True
+        payload["body_bytes"] = size
+    return payload
 
 
 async def _retrying(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a thread, retried with back-off: an inbox that is down delays a trigger, never fails it."""
+    """``fn(*args)`` in a thread; retried with back-off while the inbox is unavailable (``InboxUnavailable``:
+    storage down delays a trigger, never fails it). Any other error is a bug or bad input and propagates."""
     from airflow_provider_ion.triggers._reader import ERROR_BACKOFF, log
+    from airflow_provider_ion.webhooks.inbox import InboxUnavailable
 
     failures = 0
     while True:
         try:
             return await asyncio.to_thread(fn, *args)
-        except Exception as error:
+        except InboxUnavailable as error:
             delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
             failures += 1
             log.warning("ION inbox unavailable (retrying in %.1fs): %s", delay, error)
             await asyncio.sleep(delay)
-
-
-def start_cursor(inbox: Any, consumer: str) -> int:
-    """The consumer's saved cursor; a new consumer starts at the newest event (and is saved at once).
-
-    Saved at once so that events arriving between this start and the first advance are not skipped by
-    a later start that would otherwise begin at a newer "newest event".
-    """
-    import sqlalchemy as sa
-
-    table = inbox.cursors
-    with inbox.engine.connect() as conn:
-        value = conn.execute(sa.select(table.c.seq).where(table.c.consumer == consumer)).scalar()
-    if value is not None:
-        return int(value)
-    return inbox.set_cursor(consumer, inbox.latest_seq())
 
 
 class IonWebhookWaitTrigger(_FilterKwargs, BaseTrigger):
@@ -296,7 +335,9 @@ class IonWebhookWaitTrigger(_FilterKwargs, BaseTrigger):
             while True:
                 events, _upto = await waiter.get()
                 if events:
-                    yield TriggerEvent(events[0].to_dict())
+                    from airflow_provider_ion import config
+
+                    yield TriggerEvent(event_payload(events[0], config.get_int("max_event_bytes_in_airflow")))
                     return
         finally:
             waiter.close()
