@@ -34,13 +34,14 @@ Needs `ion_webhooks_setup` to have run once.
     def start_environment_monitoring(*, triggering_asset_events=None) -> list[dict]:
         from factory_systems import record_once
 
+        from airflow_provider_ion.events import IonEvent
+
         started = []
-        for asset_event in triggering_asset_events[runs_created]:
-            event = asset_event.extra["payload"]
-            run = event["payload"].get("data") or {}
+        for event in IonEvent.iter_triggering(triggering_asset_events, runs_created):
+            run = event.data or {}
             record = {"run_id": run.get("id"), "workcenter": run.get("workcenter"), "monitoring": "on"}
-            record_once("environment_monitoring", event["event_id"], record)
-            started.append({"event_id": event["event_id"], **record})
+            record_once("environment_monitoring", event.event_id_text, record)
+            started.append({"event_id": event.event_id_text, **record})
         return started
 
     start_environment_monitoring()

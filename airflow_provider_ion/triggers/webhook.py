@@ -28,6 +28,7 @@ This module is imported by DAG files at parse time: it imports no SQLAlchemy, ht
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import AsyncIterator, Hashable, Iterable, Mapping
 from typing import Any
@@ -113,8 +114,16 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
     :param action: ION action name(s) (``CREATE``, ``UPDATE``...), case-insensitive.
     :param receiver: only deliveries to this receiver (its name in the URL).
     :param match: ``{"data.runId": 7}``: dotted paths into the delivery body; see ``triggers.matching``.
-    :param consumer: name of this trigger's cursor in the inbox. Default: derived from the filter, so it
-        survives re-parses; set it to keep the position when you change the filter.
+    :param consumer: name of this trigger's cursor in the inbox. Default: ``ion-trigger-<hash of the filter>-<the
+        Airflow trigger id>``: its own per Airflow trigger (two DAGs whose watchers have equal filters can be two
+        Airflow triggers, and one's acknowledgement must not move the other's position), stable across
+        re-parses, restarts and moves between triggerers. A default cursor seen for the first time starts
+        where the filter-only cursor of earlier versions (``ion-trigger-<hash>``) stood, if there is one.
+        Set ``consumer`` to keep the position when you change the filter.
+    :param start_from: where a consumer seen for the first time starts: ``"latest"`` (default: only events
+        that arrive from now on), ``"earliest"`` (everything still in the inbox), a ``datetime`` (events
+        received from then) or a ``timedelta`` (received within that long before the first start). Ignored
+        once the cursor exists (a pause or a restart resumes from the cursor). See the README.
     :param inbox_url: default ``[ion_webhooks] inbox_url``, else
         ``$AIRFLOW_HOME/ion_inbox.db``. Resolved in the triggerer, never at parse time.
     :param poll_interval: seconds between inbox reads (SQLite; PostgreSQL is woken by NOTIFY). Default
@@ -132,23 +141,51 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         receiver: str | None = None,
         match: Mapping[str, Any] | None = None,
         consumer: str | None = None,
+        start_from: str | datetime.datetime | datetime.timedelta | float | None = None,
         inbox_url: str | None = None,
         poll_interval: float | None = None,
     ) -> None:
         super().__init__()
         self._init_filter(receiver, resource, action, match, inbox_url, poll_interval)
         self.consumer = consumer or None
+        self.start_from = _normalize_start_from(start_from)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{type(self).__module__}.{type(self).__qualname__}", {
-            **self._filter_kwargs(),
-            "consumer": self.consumer,
-        }
+        kwargs = {**self._filter_kwargs(), "consumer": self.consumer}
+        if self.start_from != "latest":  # only when set: the serialized form of existing triggers is unchanged
+            kwargs["start_from"] = self.start_from
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    @property
+    def filter_consumer_name(self) -> str:
+        """The filter-only default cursor name of earlier versions (the base of :attr:`consumer_name`)."""
+        return f"ion-trigger-{self.event_filter.fingerprint()}"
 
     @property
     def consumer_name(self) -> str:
-        """The inbox cursor this trigger reads from and advances."""
-        return self.consumer or f"ion-trigger-{self.event_filter.fingerprint()}"
+        """The inbox cursor this trigger reads from and advances (see ``consumer``)."""
+        if self.consumer:
+            return self.consumer
+        trigger_id = getattr(self, "trigger_id", None)  # set by the triggerer; None when run() is called directly
+        return self.filter_consumer_name if trigger_id is None else f"{self.filter_consumer_name}-{trigger_id}"
+
+    def _open_cursor(self, inbox: Any) -> int:
+        """This trigger's cursor; a new one starts per ``start_from`` (or where the filter-only cursor stood)."""
+        name = self.consumer_name
+        existing = inbox.list_cursors()
+        if name in existing:
+            return existing[name]
+        start: int | None
+        if name != self.filter_consumer_name and self.filter_consumer_name in existing and not self.consumer:
+            start = existing[self.filter_consumer_name]
+        else:
+            start = _start_seq(inbox, self.start_from)
+            self.log.info(
+                "ION inbox consumer %s is new: start_from=%r, starts after inbox seq %d (newest: %d); events up to "
+                "it are not delivered to this trigger",
+                name, self.start_from, start, inbox.latest_seq(),
+            )  # fmt: skip
+        return inbox.open_cursor(name, start)
 
     # Airflow 3.3+ shared streams ----------------------------------------------------------------
     def shared_stream_key(self) -> Hashable | None:
@@ -171,7 +208,7 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
 
         key = self.shared_stream_key()
         url, _ = self._resolved()
-        cursor = await _retrying(get_inbox(url).open_cursor, self.consumer_name)
+        cursor = await _retrying(self._open_cursor, get_inbox(url))
         self.log.info("ION inbox consumer %s resumes after seq %d (%s)", self.consumer_name, cursor, url)
         sub = Subscription(consumer=self.consumer_name, cursor=cursor)
         state = stream_state(key)
@@ -202,7 +239,7 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         url, poll_interval = self._resolved()
         inbox = get_inbox(url)
         consumer = self.consumer_name
-        cursor = await _retrying(inbox.open_cursor, consumer)
+        cursor = await _retrying(self._open_cursor, inbox)
         delivery = _Delivery(self)
         waiter = get_reader(url, poll_interval).add_waiter(cursor, accept=delivery.matches)
         taken: list[tuple[float, int]] = []  # (monotonic time Airflow took it, seq up to which it is done)
@@ -256,6 +293,40 @@ class _Delivery:
     async def close(self) -> None:
         if self.sweeper is not None:
             await self.sweeper.close()
+
+
+def _normalize_start_from(value: Any) -> Any:
+    """``start_from`` in its serialized form: ``"latest"``, ``"earliest"``, an ISO datetime, or seconds (float)."""
+    if value is None:
+        return "latest"
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, datetime.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=datetime.UTC)).isoformat()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("latest", "earliest"):
+            return text
+        try:
+            return _normalize_start_from(datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    raise ValueError(f"start_from must be 'latest', 'earliest', a datetime or a timedelta, got {value!r}")
+
+
+def _start_seq(inbox: Any, start_from: Any) -> int:
+    """The seq after which a new consumer starts."""
+    if start_from == "latest":
+        return inbox.latest_seq()
+    if start_from == "earliest":
+        return 0
+    if isinstance(start_from, float):
+        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=start_from)
+    else:
+        since = datetime.datetime.fromisoformat(start_from)
+    return inbox.seq_at_or_after(since) - 1
 
 
 def event_payload(event: Any, max_body_bytes: int) -> dict[str, Any]:
