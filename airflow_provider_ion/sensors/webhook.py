@@ -154,7 +154,13 @@ class IonWebhookSensor(BaseSensorOperator):
 
     # execution ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
-        self._filter()  # a bad match path fails now, not in the triggerer
+        from airflow_provider_ion.triggers.names import warn_unknown
+
+        event_filter = self._filter()  # a bad match path fails now, not in the triggerer
+        try:
+            warn_unknown(self.log, self.task_id, event_filter.resources, event_filter.actions, self._inbox())
+        except Exception as error:  # a check that cannot run is not the task's failure
+            self.log.debug("resource/action check skipped: %s", error)
         after = self.start_seq(context)
         if not self.deferrable:
             self._position = after

@@ -214,6 +214,7 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         state = stream_state(key)
         state.join(sub)
         delivery = _Delivery(self)
+        delivery.check_names(f"IonWebhookTrigger {self.consumer_name}", get_inbox(url))
         try:
             last = cursor
             async for raw in shared_stream:
@@ -241,6 +242,7 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         consumer = self.consumer_name
         cursor = await _retrying(self._open_cursor, inbox)
         delivery = _Delivery(self)
+        delivery.check_names(f"IonWebhookTrigger {consumer}", inbox)
         waiter = get_reader(url, poll_interval).add_waiter(cursor, accept=delivery.matches)
         taken: list[tuple[float, int]] = []  # (monotonic time Airflow took it, seq up to which it is done)
         saved = cursor
@@ -272,6 +274,8 @@ class _Delivery:
         from airflow_provider_ion import config
 
         self.event_filter = trigger.event_filter
+        self.logger = trigger.log
+        self._check: asyncio.Task | None = None
         self.max_body_bytes = config.get_int("max_event_bytes_in_airflow")
         self.sweeper: Any = None
         from airflow_provider_ion.triggers._sweep import StrandedEventSweeper, sweep_enabled
@@ -280,6 +284,20 @@ class _Delivery:
         if trigger_id is not None and sweep_enabled():  # no trigger id: run() outside a triggerer (tests)
             self.sweeper = StrandedEventSweeper(trigger_id, config.get_float("sweep_quiet_period"))
             self.sweeper.start()
+
+    def check_names(self, who: str, inbox: Any) -> None:
+        """In the background: a WARNING for each resource/action ION does not know (``triggers.names``)."""
+        from airflow_provider_ion.triggers.names import warn_unknown
+
+        async def check() -> None:
+            try:
+                await asyncio.to_thread(
+                    warn_unknown, self.logger, who, self.event_filter.resources, self.event_filter.actions, inbox
+                )
+            except Exception as error:  # a check that cannot run is not the trigger's failure
+                self.logger.debug("resource/action check skipped: %s", error)
+
+        self._check = asyncio.get_running_loop().create_task(check())
 
     def matches(self, event: Any) -> bool:
         return self.event_filter.matches(event)
@@ -291,6 +309,8 @@ class _Delivery:
         return TriggerEvent(payload)
 
     async def close(self) -> None:
+        if self._check is not None and not self._check.done():
+            self._check.cancel()
         if self.sweeper is not None:
             await self.sweeper.close()
 
