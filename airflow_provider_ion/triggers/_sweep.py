@@ -157,6 +157,71 @@ class AirflowApi:
             self._client = None
 
 
+async def watched_assets(api: AirflowApi, trigger_id: int | None) -> list[dict[str, Any]]:
+    """The assets whose watchers run the Airflow trigger ``trigger_id`` (``GET /assets``, ``watchers``)."""
+    found, offset = [], 0
+    while True:
+        page = await api.call("GET", "/assets", params={"limit": 100, "offset": offset})
+        assets = (page or {}).get("assets", [])
+        for asset in assets:
+            if any(w.get("trigger_id") == trigger_id for w in asset.get("watchers") or []):
+                found.append(asset)
+        if len(assets) < 100:
+            return found
+        offset += 100
+
+
+class PartitionRelay:
+    """Per-event mode: each matching event becomes an asset event keyed by its ``event_id``.
+
+    Airflow drops a trigger event (which has no partition key) for a DAG whose timetable is partition-aware
+    (``assets/manager.py``, "partition-aware but the run has no partition key"), so instead of firing, the
+    trigger posts the event to its asset(s) through the public REST API (``POST /api/v2/assets/events`` with
+    ``partition_key``; ``api_fastapi/core_api/routes/public/assets.py`` ``create_asset_event``). A
+    ``PartitionedAssetTimetable`` DAG then gets one run per key, that is per ION event. The trigger's cursor
+    moves past the event only after the post succeeded (the post happens before the next event is read).
+    """
+
+    def __init__(self, trigger_id: int | None, api: AirflowApi | None = None) -> None:
+        if trigger_id is None:
+            raise ValueError("per_event needs an Airflow trigger (an AssetWatcher in a triggerer)")
+        self.trigger_id = trigger_id
+        self.api = api
+        self._assets: list[dict[str, Any]] = []
+        self.posted = 0
+
+    async def relay(self, payload: dict[str, Any]) -> None:
+        """Post ``payload`` to every watched asset with ``partition_key = event_id``; retried until it is stored."""
+        failures = 0
+        while True:
+            try:
+                if self.api is None:
+                    self.api = AirflowApi.from_config()
+                if not self._assets:
+                    self._assets = await watched_assets(self.api, self.trigger_id)
+                    if not self._assets:
+                        raise LookupError(f"no asset is watched by Airflow trigger {self.trigger_id} yet")
+                for asset in self._assets:
+                    body = {"asset_id": asset["id"], "partition_key": str(payload["event_id"]),
+                            "extra": {"payload": payload, "ion_per_event": True}}  # fmt: skip
+                    await self.api.call("POST", "/assets/events", json=body)
+                self.posted += 1
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Airflow API down: the event waits (the cursor does not move past it)
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                log.warning("ION per-event relay: could not post event %s (retrying in %.1fs): %s",
+                            payload.get("event_id"), delay, error)  # fmt: skip
+                self._assets = []
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        if self.api is not None:
+            await self.api.aclose()
+
+
 class StrandedEventSweeper:
     """One trigger's sweep (see the module doc). ``fired(event)`` after each TriggerEvent; ``close()`` at the end."""
 
@@ -227,21 +292,10 @@ class StrandedEventSweeper:
                 await asyncio.sleep(delay)
 
     async def _watched_assets(self) -> list[dict[str, Any]]:
-        if self._assets:
-            return self._assets
-        assert self.api is not None
-        found, offset = [], 0
-        while True:
-            page = await self.api.call("GET", "/assets", params={"limit": 100, "offset": offset})
-            assets = (page or {}).get("assets", [])
-            for asset in assets:
-                if any(w.get("trigger_id") == self.trigger_id for w in asset.get("watchers") or []):
-                    found.append(asset)
-            if len(assets) < 100:
-                break
-            offset += 100
-        self._assets = found
-        return found
+        if not self._assets:
+            assert self.api is not None
+            self._assets = await watched_assets(self.api, self.trigger_id)
+        return self._assets
 
     async def sweep_once(self, event: dict[str, Any] | None) -> bool:
         """One look at every DAG scheduled on the trigger's assets; ``False`` if ``event`` is not visible yet."""

@@ -124,6 +124,9 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         that arrive from now on), ``"earliest"`` (everything still in the inbox), a ``datetime`` (events
         received from then) or a ``timedelta`` (received within that long before the first start). Ignored
         once the cursor exists (a pause or a restart resumes from the cursor). See the README.
+    :param per_event: one DAG run per ION event (opt-in): instead of firing, the trigger posts each event to
+        its asset through Airflow's REST API with ``partition_key`` = the ``event_id``; schedule the DAG with
+        ``PartitionedAssetTimetable(assets=...)``. See the README ("One DAG run per ION event").
     :param inbox_url: default ``[ion_webhooks] inbox_url``, else
         ``$AIRFLOW_HOME/ion_inbox.db``. Resolved in the triggerer, never at parse time.
     :param poll_interval: seconds between inbox reads (SQLite; PostgreSQL is woken by NOTIFY). Default
@@ -142,6 +145,7 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         match: Mapping[str, Any] | None = None,
         consumer: str | None = None,
         start_from: str | datetime.datetime | datetime.timedelta | float | None = None,
+        per_event: bool = False,
         inbox_url: str | None = None,
         poll_interval: float | None = None,
     ) -> None:
@@ -149,11 +153,14 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         self._init_filter(receiver, resource, action, match, inbox_url, poll_interval)
         self.consumer = consumer or None
         self.start_from = _normalize_start_from(start_from)
+        self.per_event = bool(per_event)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         kwargs = {**self._filter_kwargs(), "consumer": self.consumer}
         if self.start_from != "latest":  # only when set: the serialized form of existing triggers is unchanged
             kwargs["start_from"] = self.start_from
+        if self.per_event:
+            kwargs["per_event"] = True
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     @property
@@ -227,6 +234,9 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
                 last = event.seq
                 raw.seen_by.add(sub)
                 if delivery.matches(event):
+                    if delivery.relay is not None:  # per-event: stored through the REST API before moving on
+                        await delivery.relay_event(event)
+                        continue
                     raw.fired_by.add(sub)
                     yield delivery.fire(event)
         finally:
@@ -252,7 +262,10 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
                 if item is not None:
                     events, upto = item
                     for event in events:
-                        yield delivery.fire(event)
+                        if delivery.relay is not None:
+                            await delivery.relay_event(event)
+                        else:
+                            yield delivery.fire(event)
                         taken.append((time.monotonic(), event.seq))
                     taken.append((time.monotonic(), upto))
                 due = time.monotonic() - self.standalone_commit_delay
@@ -278,10 +291,13 @@ class _Delivery:
         self._check: asyncio.Task | None = None
         self.max_body_bytes = config.get_int("max_event_bytes_in_airflow")
         self.sweeper: Any = None
-        from airflow_provider_ion.triggers._sweep import StrandedEventSweeper, sweep_enabled
+        self.relay: Any = None
+        from airflow_provider_ion.triggers._sweep import PartitionRelay, StrandedEventSweeper, sweep_enabled
 
         trigger_id = getattr(trigger, "trigger_id", None)
-        if trigger_id is not None and sweep_enabled():  # no trigger id: run() outside a triggerer (tests)
+        if trigger.per_event:
+            self.relay = PartitionRelay(trigger_id)
+        elif trigger_id is not None and sweep_enabled():  # no trigger id: run() outside a triggerer (tests)
             self.sweeper = StrandedEventSweeper(trigger_id, config.get_float("sweep_quiet_period"))
             self.sweeper.start()
 
@@ -302,6 +318,9 @@ class _Delivery:
     def matches(self, event: Any) -> bool:
         return self.event_filter.matches(event)
 
+    async def relay_event(self, event: Any) -> None:
+        await self.relay.relay(event_payload(event, self.max_body_bytes))
+
     def fire(self, event: Any) -> TriggerEvent:
         payload = event_payload(event, self.max_body_bytes)
         if self.sweeper is not None:
@@ -313,6 +332,8 @@ class _Delivery:
             self._check.cancel()
         if self.sweeper is not None:
             await self.sweeper.close()
+        if self.relay is not None:
+            await self.relay.close()
 
 
 def _normalize_start_from(value: Any) -> Any:
