@@ -142,7 +142,8 @@ class IonEvent:
         events that carry no ION event are skipped, and so are repeats of one ``(receiver, event_id)`` in
         the run (the sweep's repeat, or a redelivery after a triggerer crash). ``asset`` limits it to one asset.
         """
-        if isinstance(triggering, Mapping) and "triggering_asset_events" in triggering:
+        # the task context is a plain dict; Airflow's accessor is a Mapping keyed by assets (a str key raises)
+        if isinstance(triggering, dict) and "triggering_asset_events" in triggering:
             triggering = triggering["triggering_asset_events"]
         if triggering is None:
             return

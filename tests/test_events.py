@@ -95,3 +95,25 @@ def test_sweep_switches_itself_off_on_a_fixed_airflow(monkeypatch) -> None:
     monkeypatch.setenv("AIRFLOW__ION_WEBHOOKS__STRANDED_EVENT_SWEEP", "sometimes")
     with pytest.raises(ValueError, match="auto, on or off"):
         _sweep.sweep_enabled()
+
+
+def test_iter_triggering_takes_airflows_accessor(inbox) -> None:
+    """What a task really gets: ``TriggeringAssetEventsAccessor`` (keyed by assets; a str key raises)."""
+    from datetime import UTC, datetime
+
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    payload = event_payload(_store(inbox, 5, {"n": 5}), 16384)
+    asset = Asset("ion://runs/create")
+    ref = AssetEventDagRunReferenceResult(
+        asset={"name": asset.name, "uri": asset.uri, "extra": {}},
+        extra={"from_trigger": True, "payload": payload},
+        source_task_id=None, source_dag_id=None, source_run_id=None, source_map_index=-1,
+        source_aliases=[], timestamp=datetime.now(UTC), partition_key=None,
+    )  # fmt: skip
+    accessor = TriggeringAssetEventsAccessor.build([ref])
+    assert [e.event_id for e in IonEvent.iter_triggering(accessor)] == [5]
+    assert [e.event_id for e in IonEvent.iter_triggering(accessor, asset)] == [5]
+    assert [e.event_id for e in IonEvent.iter_triggering({"triggering_asset_events": accessor})] == [5]

@@ -12,8 +12,8 @@ Both read through one shared inbox reader per triggerer process (``_reader``): N
 one inbox query per poll, not N. Filters run in the triggerer; a task is only woken for its event.
 
 Delivery into Airflow is at least once. An event trigger keeps a named cursor in the inbox (``consumer``;
-default ``ion-trigger-<hash of the filter>``, stable across DAG re-parses and processes) and resumes
-from it after any restart:
+default ``ion-trigger-<hash of the filter>-<Airflow trigger id>``, stable across DAG re-parses and
+processes, its own per Airflow trigger) and resumes from it after any restart:
 
 - Airflow 3.3+: the trigger uses Airflow's shared streams in ack mode; a cursor moves past an event
   only after Airflow persisted the trigger events derived from it (see ``_ack``).
