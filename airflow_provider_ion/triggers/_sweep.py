@@ -190,9 +190,20 @@ class PartitionRelay:
         self._assets: list[dict[str, Any]] = []
         self.posted = 0
 
+    async def _stored(self, asset_id: int, key: str) -> bool:
+        """After a failed post: did Airflow store it anyway (the answer was lost)? Its newest events tell."""
+        assert self.api is not None
+        newest = await self.api.call(
+            "GET", "/assets/events", params={"asset_id": asset_id, "order_by": "-timestamp", "limit": NEWEST * 4}
+        )
+        return any(e.get("partition_key") == key for e in (newest or {}).get("asset_events", []))
+
     async def relay(self, payload: dict[str, Any]) -> None:
-        """Post ``payload`` to every watched asset with ``partition_key = event_id``; retried until it is stored."""
+        """Post ``payload`` to every watched asset with ``partition_key = event_id``; retried until it is stored
+        (a post whose answer was lost is not repeated when Airflow shows it stored)."""
         failures = 0
+        key = str(payload["event_id"])
+        done: set[int] = set()
         while True:
             try:
                 if self.api is None:
@@ -202,9 +213,15 @@ class PartitionRelay:
                     if not self._assets:
                         raise LookupError(f"no asset is watched by Airflow trigger {self.trigger_id} yet")
                 for asset in self._assets:
-                    body = {"asset_id": asset["id"], "partition_key": str(payload["event_id"]),
+                    if asset["id"] in done:
+                        continue
+                    if failures and await self._stored(asset["id"], key):
+                        done.add(asset["id"])
+                        continue
+                    body = {"asset_id": asset["id"], "partition_key": key,
                             "extra": {"payload": payload, "ion_per_event": True}}  # fmt: skip
                     await self.api.call("POST", "/assets/events", json=body)
+                    done.add(asset["id"])
                 self.posted += 1
                 return
             except asyncio.CancelledError:
@@ -212,9 +229,8 @@ class PartitionRelay:
             except Exception as error:  # Airflow API down: the event waits (the cursor does not move past it)
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-                log.warning("ION per-event relay: could not post event %s (retrying in %.1fs): %s",
-                            payload.get("event_id"), delay, error)  # fmt: skip
-                self._assets = []
+                log.warning("ION per-event relay: could not post event %s (retrying in %.1fs): %s: %s",
+                            key, delay, type(error).__name__, error)  # fmt: skip
                 await asyncio.sleep(delay)
 
     async def close(self) -> None:
@@ -287,7 +303,9 @@ class StrandedEventSweeper:
             except Exception as error:  # Airflow API down or refused: try again later, never fail the trigger
                 failures += 1
                 delay = min(30.0, 2.0 * failures)
-                log.warning("ION stranded-event sweep failed (retrying in %.0fs): %s", delay, error)
+                log.warning(
+                    "ION stranded-event sweep failed (retrying in %.0fs): %s: %s", delay, type(error).__name__, error
+                )
                 self._pending.set()
                 await asyncio.sleep(delay)
 
