@@ -22,8 +22,8 @@ with DAG(
 ### A run was created in ION
 
 Event-driven: an `AssetWatcher` with `IonWebhookTrigger(resource="RUNS", action="CREATE")` starts
-one DAG run per ION webhook (within a second of the delivery). The task reads the run from the
-triggering asset event and turns on environment monitoring for its workcenter (here: a record in the
+DAG runs for ION webhooks; a run may carry several events (`ion_issue_per_event` shows one run per
+event). The task reads each run with `IonEvent.iter_triggering` and turns on environment monitoring for its workcenter (here: a record in the
 `environment_monitoring` stand-in system, written once per ION `event_id`).
 
 Needs `ion_webhooks_setup` to have run once.
