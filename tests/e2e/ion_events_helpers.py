@@ -31,7 +31,8 @@ WATCH_DAG = textwrap.dedent(
         @task
         def handle(*, triggering_asset_events=None):
             started = time.time()
-            events = [e.extra["payload"] for evs in triggering_asset_events.values() for e in evs]
+            events = [e.extra["payload"] for evs in triggering_asset_events.values() for e in evs
+                      if not e.extra.get("ion_sweep")]  # the stranded-event sweep's repeat
             return {"started": started, "events": events}
 
         handle()
