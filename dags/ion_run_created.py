@@ -23,8 +23,9 @@ with DAG(
 
 Event-driven: an `AssetWatcher` with `IonWebhookTrigger(resource="RUNS", action="CREATE")` starts
 DAG runs for ION webhooks; a run may carry several events (`ion_issue_per_event` shows one run per
-event). The task reads each run with `IonEvent.iter_triggering` and turns on environment monitoring for its workcenter (here: a record in the
-`environment_monitoring` stand-in system, written once per ION `event_id`).
+event). The task reads each run's events with `IonEvent.iter_triggering` and turns on environment
+monitoring for each run's workcenter (here: a record in the `environment_monitoring` stand-in system,
+written once per ION `event_id`).
 
 Needs `ion_webhooks_setup` to have run once.
 """,
