@@ -135,6 +135,50 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "example": "900",
         "default": "300",
     },
+    "max_event_bytes_in_airflow": {
+        "description": "Largest delivery body (as JSON, bytes) an IonWebhookTrigger copies into its asset event "
+        "(Airflow's metadata DB) and the sensor into XCom; a larger body stays in the inbox and IonEvent.body reads "
+        "it from there. -1: no limit.",
+        "version_added": "0.2.0",
+        "type": "integer",
+        "example": "65536",
+        "default": "16384",
+    },
+    "stranded_event_sweep": {
+        "description": "Make every asset event an IonWebhookTrigger fires reach a DAG run on Airflow releases whose "
+        "scheduler leaves events out of runs (before 3.4.0, apache/airflow PR #70972): after a burst the trigger "
+        "re-queues the DAGs through Airflow's REST API (README: 'Every event reaches a DAG run'). auto: on below "
+        "Airflow 3.4.0; on; off.",
+        "version_added": "0.2.0",
+        "type": "string",
+        "example": "off",
+        "default": "auto",
+    },
+    "sweep_quiet_period": {
+        "description": "Seconds without a new event from a trigger before its stranded-event sweep looks at Airflow.",
+        "version_added": "0.2.0",
+        "type": "float",
+        "example": "2",
+        "default": "1.0",
+    },
+    "airflow_api_url": {
+        "description": "Airflow's API server as the triggerer reaches it, for the stranded-event sweep. Unset: "
+        "Airflow's [api] base_url.",
+        "version_added": "0.2.0",
+        "type": "string",
+        "example": "http://airflow-api:8080",
+        "default": None,
+    },
+    "airflow_api_conn_id": {
+        "description": "Connection whose login and password the stranded-event sweep exchanges for a token at the "
+        "API server's /auth/token (the user needs to read DAG runs and asset events, and to write asset events "
+        "and queued events). Unset: the sweep asks GET /auth/token, which only the simple auth manager "
+        "with all_admins answers (development).",
+        "version_added": "0.2.0",
+        "type": "string",
+        "example": "airflow_api",
+        "default": None,
+    },
 }
 
 _FALSE = frozenset({"0", "false", "no", "off"})

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.wait_for_dag("bench_baseline", timeout=180)
             inbox = Inbox(inbox_url)
             deadline = time.monotonic() + 180
-            while consumer not in inbox.list_cursors():  # the ION trigger runs once it has its cursor
+            while not any(n.startswith(consumer) for n in inbox.list_cursors()):  # started once it has its cursor
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"ION trigger never started:\n{stack.log_text('triggerer')[-3000:]}")
                 time.sleep(0.3)

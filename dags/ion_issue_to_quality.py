@@ -33,12 +33,15 @@ not missed.
     )
 
     @task
-    def file_nonconformance(event: dict) -> dict:
+    def file_nonconformance(result: dict) -> dict:
         from factory_systems import record_once
 
-        issue = event["payload"].get("data") or {}
+        from airflow_provider_ion.events import IonEvent
+
+        event = IonEvent.from_sensor_result(result)
+        issue = event.data or {}
         record = {"run_id": issue.get("runId"), "issue_id": issue.get("id"), "title": issue.get("title")}
-        record_once("qa_nonconformances", event["event_id"], record)
+        record_once("qa_nonconformances", event.event_id_text, record)
         return record
 
     file_nonconformance(wait_for_issue.output)

@@ -35,13 +35,14 @@ Event-driven on **PURCHASE_ORDERS/CREATE**: each placed order becomes an alert i
     def alert_erp(*, triggering_asset_events=None) -> list[dict]:
         from factory_systems import record_once
 
+        from airflow_provider_ion.events import IonEvent
+
         alerts = []
-        for asset_event in triggering_asset_events[purchase_orders_created]:
-            event = asset_event.extra["payload"]
-            order = event["payload"].get("data") or {}
+        for event in IonEvent.iter_triggering(triggering_asset_events, purchase_orders_created):
+            order = event.data or {}
             alert = {"purchase_order_id": order.get("id"), "supplier": order.get("supplier"), "status": "placed"}
-            record_once("erp_alerts", event["event_id"], alert)
-            alerts.append({"event_id": event["event_id"], **alert})
+            record_once("erp_alerts", event.event_id_text, alert)
+            alerts.append({"event_id": event.event_id_text, **alert})
         return alerts
 
     alert_erp()

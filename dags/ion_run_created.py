@@ -22,9 +22,10 @@ with DAG(
 ### A run was created in ION
 
 Event-driven: an `AssetWatcher` with `IonWebhookTrigger(resource="RUNS", action="CREATE")` starts
-one DAG run per ION webhook (within a second of the delivery). The task reads the run from the
-triggering asset event and turns on environment monitoring for its workcenter (here: a record in the
-`environment_monitoring` stand-in system, written once per ION `event_id`).
+DAG runs for ION webhooks; a run may carry several events (`ion_issue_per_event` shows one run per
+event). The task reads each run's events with `IonEvent.iter_triggering` and turns on environment
+monitoring for each run's workcenter (here: a record in the `environment_monitoring` stand-in system,
+written once per ION `event_id`).
 
 Needs `ion_webhooks_setup` to have run once.
 """,
@@ -34,13 +35,14 @@ Needs `ion_webhooks_setup` to have run once.
     def start_environment_monitoring(*, triggering_asset_events=None) -> list[dict]:
         from factory_systems import record_once
 
+        from airflow_provider_ion.events import IonEvent
+
         started = []
-        for asset_event in triggering_asset_events[runs_created]:
-            event = asset_event.extra["payload"]
-            run = event["payload"].get("data") or {}
+        for event in IonEvent.iter_triggering(triggering_asset_events, runs_created):
+            run = event.data or {}
             record = {"run_id": run.get("id"), "workcenter": run.get("workcenter"), "monitoring": "on"}
-            record_once("environment_monitoring", event["event_id"], record)
-            started.append({"event_id": event["event_id"], **record})
+            record_once("environment_monitoring", event.event_id_text, record)
+            started.append({"event_id": event.event_id_text, **record})
         return started
 
     start_environment_monitoring()

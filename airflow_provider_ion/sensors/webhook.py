@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException
 
-from airflow_provider_ion.triggers.matching import EventFilter, normalize_names
+from airflow_provider_ion.triggers.matching import EventFilter
 from airflow_provider_ion.triggers.webhook import IonWebhookWaitTrigger
 
 if TYPE_CHECKING:
@@ -120,16 +121,21 @@ class IonWebhookSensor(BaseSensorOperator):
         return inbox.seq_at_or_after(since) - 1
 
     def _find(self, after: int) -> tuple[dict[str, Any] | None, int]:
-        """First match after ``after`` (paging through the inbox) and the seq read up to."""
+        """First match after ``after`` (paging through the inbox) and the seq read up to.
+
+        Only the receiver is filtered in SQL: the inbox compares names exactly while ``EventFilter`` compares
+        resource and action case-insensitively (a body's ``runs`` must match ``RUNS``), so those are
+        filtered here, with the rest of the filter.
+        """
+        from airflow_provider_ion import config
+        from airflow_provider_ion.triggers.webhook import event_payload
+
         inbox, event_filter = self._inbox(), self._filter()
-        resources, actions = normalize_names(self.resource), normalize_names(self.action)
         while True:
-            events = inbox.read_after(
-                after, limit=_PAGE, receiver=self.receiver or None, resources=resources, actions=actions
-            )
+            events = inbox.read_after(after, limit=_PAGE, receiver=event_filter.receiver)
             for event in events:
                 if event_filter.matches(event):
-                    return event.to_dict(), event.seq
+                    return event_payload(event, config.get_int("max_event_bytes_in_airflow")), event.seq
             if events:
                 after = events[-1].seq
             if len(events) < _PAGE:
@@ -148,7 +154,13 @@ class IonWebhookSensor(BaseSensorOperator):
 
     # execution ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
-        self._filter()  # a bad match path fails now, not in the triggerer
+        from airflow_provider_ion.triggers.names import warn_unknown
+
+        event_filter = self._filter()  # a bad match path fails now, not in the triggerer
+        try:
+            warn_unknown(self.log, self.task_id, event_filter.resources, event_filter.actions, self._inbox())
+        except Exception as error:  # a check that cannot run is not the task's failure
+            self.log.debug("resource/action check skipped: %s", error)
         after = self.start_seq(context)
         if not self.deferrable:
             self._position = after
@@ -164,10 +176,17 @@ class IonWebhookSensor(BaseSensorOperator):
             timeout=datetime.timedelta(seconds=self.timeout),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        """Resume from the trigger: the event is the task's return value."""
-        if event is not None:
-            self.log.info("ION event %s (%s/%s)", event.get("event_id"), event.get("resource"), event.get("action"))
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume from the trigger: the event is the task's return value.
+
+        Resumed without an event (Airflow's convention for a trigger that ended without one): raises, so the
+        task fails (or is retried) instead of succeeding with nothing.
+        """
+        if not event:
+            raise AirflowException(
+                f"{self.task_id}: resumed from the trigger without an ION event; nothing to return (retry the task)"
+            )
+        self.log.info("ION event %s (%s/%s)", event.get("event_id"), event.get("resource"), event.get("action"))
         return event
 
     def poke(self, context: Context) -> bool | PokeReturnValue:

@@ -12,10 +12,16 @@ So each trigger keeps a named consumer cursor in the inbox, and:
 - the raw event is a mutable :class:`RawItem` (also the ``broker_payload``); each subscriber's filter
   records itself in ``seen_by`` when it processed the event, and in ``fired_by`` when it yielded a
   trigger event for it;
-- ``advance`` moves each consumer in ``seen_by`` to the event's seq. If any subscriber failed on the
-  event (ack timeout: a trigger event never confirmed persisted), the subscriptions that *fired* for
-  it are frozen (their cursor stays before the event, so the next run of the trigger gets it again);
-  those that only skipped it advance: they had nothing to persist;
+- ``advance`` moves each consumer in ``seen_by`` to the event's seq. Airflow's outcome counts failures
+  per raw event, not per subscriber, so when one failed (ack timeout: a trigger event never confirmed
+  persisted) each subscription that *fired* for it is put on hold at that event (its cursor stays
+  before it). Airflow fails the subscriber that failed: its filter ends (it leaves the group) and it is
+  frozen, so the next run of the trigger gets the event again. A held subscription that pulls a newer
+  raw event after the failure was reported is alive and was not the one that failed (a failed
+  subscriber's queue is drained and replaced with the failure, ``shared_stream.py``
+  ``_drain_and_offer_failure``): its hold is lifted and its cursor catches up. Those that only skipped
+  the event advance at once: they had nothing to persist. So one subscriber's failure never holds back
+  another subscription's cursor for longer than until its next event;
 - a trigger joining the group starts from its own cursor, which may be behind the group's read
   position (after a restart, or a move from another triggerer): the producer *rewinds* its read to the
   lowest cursor that joined and starts a new generation. A subscriber ignores raw events of generations
@@ -58,6 +64,13 @@ class Subscription:
     served_gen: int | None = None
     frozen: bool = False
     last_index: int = 0
+    left: bool = False
+    #: seq of an event whose outcome had a failure while this subscription had fired for it (see module doc)
+    hold: int | None = None
+    #: the producer's index when the hold was set: pulling a raw event past it proves this one is alive
+    hold_mark: int = 0
+    #: the highest seq this subscription is done with (saved unless held below it)
+    best: int = -1
     id: int = field(default_factory=lambda: next(_subscription_ids))
 
 
@@ -87,6 +100,7 @@ class StreamState:
             self.producer.notify_join()
 
     def leave(self, sub: Subscription) -> None:
+        sub.left = True
         self.subscriptions.discard(sub)
 
 
@@ -111,6 +125,8 @@ class IonInboxProducer(SharedStreamProducer):
         self.index = 0
         self._waiter: Waiter | None = None
         self._unsaved: dict[str, int] = {}
+        self._held: set[Subscription] = set()
+        self._touched: set[Subscription] = set()
 
     def notify_join(self) -> None:
         if self._waiter is not None:
@@ -164,29 +180,44 @@ class IonInboxProducer(SharedStreamProducer):
             self._waiter = None
 
     async def advance(self, batch: Sequence[AdvanceItem]) -> None:
-        updates = self._unsaved
+        # Never raises: an exception here would end the whole stream group (``shared_stream.py``,
+        # ``SharedStreamProducer.advance``). An inbox error keeps the updates for the next call.
         for item in batch:
             raw: RawItem = item.broker_payload
             unsafe = item.outcome.failed > 0
             for sub in raw.seen_by:
                 if sub.frozen:
                     continue
-                if unsafe and sub in raw.fired_by:
-                    sub.frozen = True
-                    log.warning(
-                        "ION inbox consumer %s: trigger event for seq %d not confirmed persisted; "
-                        "its cursor stays before it (redelivered on the trigger's next start)",
-                        sub.consumer,
-                        raw.event.seq,
-                    )
-                    continue
-                updates[sub.consumer] = max(updates.get(sub.consumer, -1), raw.event.seq)
+                if unsafe and sub in raw.fired_by and sub.hold is None:
+                    sub.hold, sub.hold_mark = raw.event.seq, self.index
+                    self._held.add(sub)
+                sub.best = max(sub.best, raw.event.seq)
+                self._touched.add(sub)
+        for sub in list(self._held):
+            if sub.left:
+                sub.frozen = True  # it failed (or left) with the event outstanding: its next start gets it
+                self._held.discard(sub)
+                log.warning(
+                    "ION inbox consumer %s: trigger event for seq %s not confirmed persisted; its cursor stays "
+                    "before it (redelivered on the trigger's next start)",
+                    sub.consumer,
+                    sub.hold,
+                )
+            elif sub.last_index > sub.hold_mark:
+                sub.hold = None  # alive after the failure was reported: not the one that failed
+                self._held.discard(sub)
+        updates = self._unsaved
+        for sub in list(self._touched):
+            target = sub.best if sub.hold is None else min(sub.best, sub.hold - 1)
+            if target >= 0:
+                updates[sub.consumer] = max(updates.get(sub.consumer, -1), target)
+            if sub.hold is None or sub.frozen:
+                self._touched.discard(sub)
         if not updates:
             return
-        inbox = get_inbox(self.url)
         pending = dict(updates)
         try:
-            await asyncio.to_thread(_write_cursors, inbox, pending)
+            await asyncio.to_thread(_write_cursors, get_inbox(self.url), pending)
         except Exception as error:  # storage down: keep them, retry on the next advance
             log.warning("ION inbox: could not save consumer cursors (will retry): %s", error)
             return

@@ -2,9 +2,9 @@
 
 A filter has four parts, all optional, all of which must hold:
 
-- ``receiver``: the receiver name the delivery arrived at (exact).
-- ``resources`` / ``actions``: ION's names (``RUNS``, ``CREATE``); compared case-insensitively, and a
-  list means any of them.
+- ``receiver``: the receiver name the delivery arrived at (receiver names are lower case; compared so).
+- ``resources`` / ``actions``: ION's names (``RUNS``, ``CREATE``); compared case-insensitively and in
+  either spelling (``RUN`` or ``RUNS``: :func:`canonical_name`), and a list means any of them.
 - ``match``: ``{dotted.path: expected}`` into the delivery body, e.g. ``{"data.runId": 7}``. A path
   segment is a dict key, or a list index when the segment is all digits and the value is a list.
   An expected list means "any of these".
@@ -20,6 +20,7 @@ How values compare (templates render to strings, so a rendered ``"7"`` must find
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["EventFilter", "get_path", "normalize_names", "values_equal"]
+__all__ = ["EventFilter", "canonical_name", "get_path", "normalize_names", "values_equal"]
 
 _MISSING = object()
 
@@ -43,6 +44,24 @@ def normalize_names(value: str | Iterable[str] | None) -> list[str] | None:
     items = [value] if isinstance(value, str) else list(value)
     names = sorted({str(item).strip().upper() for item in items if str(item).strip()})
     return names or None
+
+
+def canonical_name(name: Any) -> str:
+    """ION's resource/action name reduced so singular and plural compare equal: ``RUNS``/``RUN`` -> ``RUN``,
+    ``ISSUES`` -> ``ISSUE``, ``PURCHASE_ORDERS`` -> ``PURCHASE_ORDER``, ``ADDRESSES`` -> ``ADDRESS``.
+
+    ION's docs spell resources both ways and its bodies' spelling is not published. A small local rule (upper
+    case; ``IES`` -> ``Y``; ``SSES``/``XES``/``CHES``/``SHES`` lose ``ES``; a final single ``S`` goes), applied
+    to both sides of a comparison.
+    """
+    text = str(name or "").strip().upper()
+    if text.endswith("IES") and len(text) > 3:
+        return text[:-3] + "Y"
+    if text.endswith(("SSES", "XES", "CHES", "SHES")):
+        return text[:-2]
+    if text.endswith("S") and not text.endswith("SS") and len(text) > 1:
+        return text[:-1]
+    return text
 
 
 def get_path(body: Any, path: str) -> Any:
@@ -146,19 +165,26 @@ class EventFilter:
             if not path or any(not part for part in path.split(".")):
                 raise ValueError(f"match path {path!r} must be dotted keys like 'data.runId'")
         return cls(
-            receiver=receiver or None,
+            receiver=str(receiver).strip().lower() or None if receiver else None,  # receivers are lower case
             resources=tuple(resources) if resources else None,
             actions=tuple(actions) if actions else None,
             match=items,
         )
 
+    @functools.cached_property
+    def _canonical(self) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+        resources = None if self.resources is None else frozenset(map(canonical_name, self.resources))
+        actions = None if self.actions is None else frozenset(map(canonical_name, self.actions))
+        return resources, actions
+
     def matches(self, event: Any) -> bool:
         get = event.get if isinstance(event, Mapping) else lambda name: getattr(event, name, None)
         if self.receiver is not None and get("receiver") != self.receiver:
             return False
-        if self.resources is not None and str(get("resource") or "").upper() not in self.resources:
+        resources, actions = self._canonical
+        if resources is not None and canonical_name(get("resource")) not in resources:
             return False
-        if self.actions is not None and str(get("action") or "").upper() not in self.actions:
+        if actions is not None and canonical_name(get("action")) not in actions:
             return False
         payload = get("payload")
         return all(_matches_value(get_path(payload, path), expected) for path, expected in self.match)

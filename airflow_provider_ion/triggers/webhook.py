@@ -12,8 +12,8 @@ Both read through one shared inbox reader per triggerer process (``_reader``): N
 one inbox query per poll, not N. Filters run in the triggerer; a task is only woken for its event.
 
 Delivery into Airflow is at least once. An event trigger keeps a named cursor in the inbox (``consumer``;
-default ``ion-trigger-<hash of the filter>``, stable across DAG re-parses and processes) and resumes
-from it after any restart:
+default ``ion-trigger-<hash of the filter>-<Airflow trigger id>``, stable across DAG re-parses and
+processes, its own per Airflow trigger) and resumes from it after any restart:
 
 - Airflow 3.3+: the trigger uses Airflow's shared streams in ack mode; a cursor moves past an event
   only after Airflow persisted the trigger events derived from it (see ``_ack``).
@@ -28,6 +28,7 @@ This module is imported by DAG files at parse time: it imports no SQLAlchemy, ht
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import AsyncIterator, Hashable, Iterable, Mapping
 from typing import Any
@@ -101,19 +102,31 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         with DAG("on_new_run", schedule=[runs_created]):
             @task
             def handle(*, triggering_asset_events):
-                for event in triggering_asset_events[runs_created]:
-                    ion_event = event.extra["payload"]        # {"event_id": ..., "payload": {...}}
+                for event in IonEvent.iter_triggering(triggering_asset_events):
+                    print(event.event_id, event.data)
 
-    Airflow creates one DAG run per asset event, except that events queued before the scheduler's next
-    loop are consumed by one run: iterate ``triggering_asset_events``. Use ``event_id`` to be idempotent
-    (delivery is at least once).
+    A DAG run gets every asset event written up to when its asset's queue entry was created, so one run
+    may carry several events: iterate them (``IonEvent.iter_triggering``). On Airflow < 3.4 an event written
+    while that entry existed would wait for the next event; the trigger's stranded-event sweep (``_sweep``)
+    re-queues the DAG after a burst. Use ``event_id`` to be idempotent (delivery is at least once).
 
     :param resource: ION resource name(s) (``RUNS``; a list means any), case-insensitive.
     :param action: ION action name(s) (``CREATE``, ``UPDATE``...), case-insensitive.
     :param receiver: only deliveries to this receiver (its name in the URL).
     :param match: ``{"data.runId": 7}``: dotted paths into the delivery body; see ``triggers.matching``.
-    :param consumer: name of this trigger's cursor in the inbox. Default: derived from the filter, so it
-        survives re-parses; set it to keep the position when you change the filter.
+    :param consumer: name of this trigger's cursor in the inbox. Default: ``ion-trigger-<hash of the filter>-<the
+        Airflow trigger id>``: its own per Airflow trigger (two DAGs whose watchers have equal filters can be two
+        Airflow triggers, and one's acknowledgement must not move the other's position), stable across
+        re-parses, restarts and moves between triggerers. A default cursor seen for the first time starts
+        where the filter-only cursor of earlier versions (``ion-trigger-<hash>``) stood, if there is one.
+        Set ``consumer`` to keep the position when you change the filter.
+    :param start_from: where a consumer seen for the first time starts: ``"latest"`` (default: only events
+        that arrive from now on), ``"earliest"`` (everything still in the inbox), a ``datetime`` (events
+        received from then) or a ``timedelta`` (received within that long before the first start). Ignored
+        once the cursor exists (a pause or a restart resumes from the cursor). See the README.
+    :param per_event: one DAG run per ION event (opt-in): instead of firing, the trigger posts each event to
+        its asset through Airflow's REST API with ``partition_key`` = the ``event_id``; schedule the DAG with
+        ``PartitionedAssetTimetable(assets=...)``. See the README ("One DAG run per ION event").
     :param inbox_url: default ``[ion_webhooks] inbox_url``, else
         ``$AIRFLOW_HOME/ion_inbox.db``. Resolved in the triggerer, never at parse time.
     :param poll_interval: seconds between inbox reads (SQLite; PostgreSQL is woken by NOTIFY). Default
@@ -131,23 +144,55 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         receiver: str | None = None,
         match: Mapping[str, Any] | None = None,
         consumer: str | None = None,
+        start_from: str | datetime.datetime | datetime.timedelta | float | None = None,
+        per_event: bool = False,
         inbox_url: str | None = None,
         poll_interval: float | None = None,
     ) -> None:
         super().__init__()
         self._init_filter(receiver, resource, action, match, inbox_url, poll_interval)
         self.consumer = consumer or None
+        self.start_from = _normalize_start_from(start_from)
+        self.per_event = bool(per_event)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{type(self).__module__}.{type(self).__qualname__}", {
-            **self._filter_kwargs(),
-            "consumer": self.consumer,
-        }
+        kwargs = {**self._filter_kwargs(), "consumer": self.consumer}
+        if self.start_from != "latest":  # only when set: the serialized form of existing triggers is unchanged
+            kwargs["start_from"] = self.start_from
+        if self.per_event:
+            kwargs["per_event"] = True
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    @property
+    def filter_consumer_name(self) -> str:
+        """The filter-only default cursor name of earlier versions (the base of :attr:`consumer_name`)."""
+        return f"ion-trigger-{self.event_filter.fingerprint()}"
 
     @property
     def consumer_name(self) -> str:
-        """The inbox cursor this trigger reads from and advances."""
-        return self.consumer or f"ion-trigger-{self.event_filter.fingerprint()}"
+        """The inbox cursor this trigger reads from and advances (see ``consumer``)."""
+        if self.consumer:
+            return self.consumer
+        trigger_id = getattr(self, "trigger_id", None)  # set by the triggerer; None when run() is called directly
+        return self.filter_consumer_name if trigger_id is None else f"{self.filter_consumer_name}-{trigger_id}"
+
+    def _open_cursor(self, inbox: Any) -> int:
+        """This trigger's cursor; a new one starts per ``start_from`` (or where the filter-only cursor stood)."""
+        name = self.consumer_name
+        existing = inbox.list_cursors()
+        if name in existing:
+            return existing[name]
+        start: int | None
+        if name != self.filter_consumer_name and self.filter_consumer_name in existing and not self.consumer:
+            start = existing[self.filter_consumer_name]
+        else:
+            start = _start_seq(inbox, self.start_from)
+            self.log.info(
+                "ION inbox consumer %s is new: start_from=%r, starts after inbox seq %d (newest: %d); events up to "
+                "it are not delivered to this trigger",
+                name, self.start_from, start, inbox.latest_seq(),
+            )  # fmt: skip
+        return inbox.open_cursor(name, start)
 
     # Airflow 3.3+ shared streams ----------------------------------------------------------------
     def shared_stream_key(self) -> Hashable | None:
@@ -170,11 +215,13 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
 
         key = self.shared_stream_key()
         url, _ = self._resolved()
-        cursor = await _retrying(start_cursor, get_inbox(url), self.consumer_name)
+        cursor = await _retrying(self._open_cursor, get_inbox(url))
         self.log.info("ION inbox consumer %s resumes after seq %d (%s)", self.consumer_name, cursor, url)
         sub = Subscription(consumer=self.consumer_name, cursor=cursor)
         state = stream_state(key)
         state.join(sub)
+        delivery = _Delivery(self)
+        delivery.check_names(f"IonWebhookTrigger {self.consumer_name}", get_inbox(url))
         try:
             last = cursor
             async for raw in shared_stream:
@@ -186,11 +233,15 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
                     continue
                 last = event.seq
                 raw.seen_by.add(sub)
-                if self.event_filter.matches(event):
+                if delivery.matches(event):
+                    if delivery.relay is not None:  # per-event: stored through the REST API before moving on
+                        await delivery.relay_event(event)
+                        continue
                     raw.fired_by.add(sub)
-                    yield TriggerEvent(event.to_dict())
+                    yield delivery.fire(event)
         finally:
             state.leave(sub)
+            await delivery.close()
 
     # Standalone (Airflow < 3.3, or run() called directly) ----------------------------------------
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -199,58 +250,158 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         url, poll_interval = self._resolved()
         inbox = get_inbox(url)
         consumer = self.consumer_name
-        cursor = await _retrying(start_cursor, inbox, consumer)
-        waiter = get_reader(url, poll_interval).add_waiter(cursor, accept=self.event_filter.matches)
+        cursor = await _retrying(self._open_cursor, inbox)
+        delivery = _Delivery(self)
+        delivery.check_names(f"IonWebhookTrigger {consumer}", inbox)
+        waiter = get_reader(url, poll_interval).add_waiter(cursor, accept=delivery.matches)
         taken: list[tuple[float, int]] = []  # (monotonic time Airflow took it, seq up to which it is done)
         saved = cursor
         try:
             while True:
-                delivery = await waiter.get(timeout=self.standalone_commit_delay)
-                if delivery is not None:
-                    events, upto = delivery
+                item = await waiter.get(timeout=self.standalone_commit_delay)
+                if item is not None:
+                    events, upto = item
                     for event in events:
-                        yield TriggerEvent(event.to_dict())
+                        if delivery.relay is not None:
+                            await delivery.relay_event(event)
+                        else:
+                            yield delivery.fire(event)
                         taken.append((time.monotonic(), event.seq))
                     taken.append((time.monotonic(), upto))
                 due = time.monotonic() - self.standalone_commit_delay
                 ready = [seq for at, seq in taken if at <= due]
                 if ready and max(ready) > saved:
                     saved = max(ready)
-                    await asyncio.to_thread(inbox.set_cursor, consumer, saved)
+                    await _retrying(inbox.set_cursor, consumer, saved)
                 taken = [(at, seq) for at, seq in taken if at > due]
         finally:
             waiter.close()
+            await delivery.close()
+
+
+class _Delivery:
+    """The one path from a matching inbox event to a TriggerEvent, driven by both the shared stream
+    and ``run()``: the filter, the payload, and the stranded-event sweep (``_sweep``) that follows it."""
+
+    def __init__(self, trigger: IonWebhookTrigger) -> None:
+        from airflow_provider_ion import config
+
+        self.event_filter = trigger.event_filter
+        self.logger = trigger.log
+        self._check: asyncio.Task | None = None
+        self.max_body_bytes = config.get_int("max_event_bytes_in_airflow")
+        self.sweeper: Any = None
+        self.relay: Any = None
+        from airflow_provider_ion.triggers._sweep import PartitionRelay, StrandedEventSweeper, sweep_enabled
+
+        trigger_id = getattr(trigger, "trigger_id", None)
+        if trigger.per_event:
+            self.relay = PartitionRelay(trigger_id)
+        elif trigger_id is not None and sweep_enabled():  # no trigger id: run() outside a triggerer (tests)
+            self.sweeper = StrandedEventSweeper(trigger_id, config.get_float("sweep_quiet_period"))
+            self.sweeper.start()
+
+    def check_names(self, who: str, inbox: Any) -> None:
+        """In the background: a WARNING for each resource/action ION does not know (``triggers.names``)."""
+        from airflow_provider_ion.triggers.names import warn_unknown
+
+        async def check() -> None:
+            try:
+                await asyncio.to_thread(
+                    warn_unknown, self.logger, who, self.event_filter.resources, self.event_filter.actions, inbox
+                )
+            except Exception as error:  # a check that cannot run is not the trigger's failure
+                self.logger.debug("resource/action check skipped: %s", error)
+
+        self._check = asyncio.get_running_loop().create_task(check())
+
+    def matches(self, event: Any) -> bool:
+        return self.event_filter.matches(event)
+
+    async def relay_event(self, event: Any) -> None:
+        await self.relay.relay(event_payload(event, self.max_body_bytes))
+
+    def fire(self, event: Any) -> TriggerEvent:
+        payload = event_payload(event, self.max_body_bytes)
+        if self.sweeper is not None:
+            self.sweeper.fired(payload)
+        return TriggerEvent(payload)
+
+    async def close(self) -> None:
+        if self._check is not None and not self._check.done():
+            self._check.cancel()
+        if self.sweeper is not None:
+            await self.sweeper.close()
+        if self.relay is not None:
+            await self.relay.close()
+
+
+def _normalize_start_from(value: Any) -> Any:
+    """``start_from`` in its serialized form: ``"latest"``, ``"earliest"``, an ISO datetime, or seconds (float)."""
+    if value is None:
+        return "latest"
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, datetime.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=datetime.UTC)).isoformat()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("latest", "earliest"):
+            return text
+        try:
+            return _normalize_start_from(datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    raise ValueError(f"start_from must be 'latest', 'earliest', a datetime or a timedelta, got {value!r}")
+
+
+def _start_seq(inbox: Any, start_from: Any) -> int:
+    """The seq after which a new consumer starts."""
+    if start_from == "latest":
+        return inbox.latest_seq()
+    if start_from == "earliest":
+        return 0
+    if isinstance(start_from, float):
+        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=start_from)
+    else:
+        since = datetime.datetime.fromisoformat(start_from)
+    return inbox.seq_at_or_after(since) - 1
+
+
+def event_payload(event: Any, max_body_bytes: int) -> dict[str, Any]:
+    """What a trigger fires for an inbox event (``InboxEvent.to_dict()``), without the body when the body is
+    larger than ``max_body_bytes`` as JSON: it stays in the inbox (``IonEvent.body`` reads it there), so
+    Airflow's metadata DB (``asset_event.extra``, which has no size limit) and the triggerer's log stay small."""
+    import json
+
+    from airflow_provider_ion.events import BODY_IN_INBOX
+
+    payload = event.to_dict()
+    size = len(json.dumps(payload["payload"], separators=(",", ":"), default=str))
+    if max_body_bytes >= 0 and size > max_body_bytes:
+        payload["payload"] = None
+        payload[BODY_IN_INBOX] = True
+        payload["body_bytes"] = size
+    return payload
 
 
 async def _retrying(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a thread, retried with back-off: an inbox that is down delays a trigger, never fails it."""
+    """``fn(*args)`` in a thread; retried with back-off while the inbox is unavailable (``InboxUnavailable``:
+    storage down delays a trigger, never fails it). Any other error is a bug or bad input and propagates."""
     from airflow_provider_ion.triggers._reader import ERROR_BACKOFF, log
+    from airflow_provider_ion.webhooks.inbox import InboxUnavailable
 
     failures = 0
     while True:
         try:
             return await asyncio.to_thread(fn, *args)
-        except Exception as error:
+        except InboxUnavailable as error:
             delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
             failures += 1
             log.warning("ION inbox unavailable (retrying in %.1fs): %s", delay, error)
             await asyncio.sleep(delay)
-
-
-def start_cursor(inbox: Any, consumer: str) -> int:
-    """The consumer's saved cursor; a new consumer starts at the newest event (and is saved at once).
-
-    Saved at once so that events arriving between this start and the first advance are not skipped by
-    a later start that would otherwise begin at a newer "newest event".
-    """
-    import sqlalchemy as sa
-
-    table = inbox.cursors
-    with inbox.engine.connect() as conn:
-        value = conn.execute(sa.select(table.c.seq).where(table.c.consumer == consumer)).scalar()
-    if value is not None:
-        return int(value)
-    return inbox.set_cursor(consumer, inbox.latest_seq())
 
 
 class IonWebhookWaitTrigger(_FilterKwargs, BaseTrigger):
@@ -296,7 +447,9 @@ class IonWebhookWaitTrigger(_FilterKwargs, BaseTrigger):
             while True:
                 events, _upto = await waiter.get()
                 if events:
-                    yield TriggerEvent(events[0].to_dict())
+                    from airflow_provider_ion import config
+
+                    yield TriggerEvent(event_payload(events[0], config.get_int("max_event_bytes_in_airflow")))
                     return
         finally:
             waiter.close()

@@ -709,6 +709,18 @@ class Inbox:
         with self._connect("cursor", write=True) as conn:
             return int(conn.execute(statement).scalar_one())
 
+    def open_cursor(self, consumer: str, start: int | None = None) -> int:
+        """The consumer's cursor; a consumer seen for the first time is saved at once at ``start``.
+
+        ``start`` defaults to :meth:`latest_seq` (only new events). Saved at once so that a later open
+        (after a restart) resumes here rather than at a newer "latest", skipping what arrived in between.
+        """
+        with self._connect("cursor", write=False) as conn:
+            value = conn.execute(sa.select(self.cursors.c.seq).where(self.cursors.c.consumer == consumer)).scalar()
+        if value is not None:
+            return int(value)
+        return self.set_cursor(consumer, self.latest_seq() if start is None else max(0, int(start)))
+
     def list_cursors(self) -> dict[str, int]:
         """Every consumer's cursor."""
         with self._connect("cursor", write=False) as conn:

@@ -15,6 +15,7 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 EXAMPLES = {
     "ion_webhooks_setup",
     "ion_run_created",
+    "ion_issue_per_event",
     "ion_issue_to_quality",
     "ion_purchase_order_to_erp",
     "ion_webhooks_teardown",

@@ -184,3 +184,33 @@ async def test_one_producer_and_one_reader_per_process_for_many_triggers(url) ->
     runner.confirm()
     await runner.stop()
     assert not _ack._states or all(not s.subscriptions for s in _ack._states.values())
+
+
+async def test_one_subscribers_failure_does_not_hold_back_another_that_fired_for_the_same_event(url) -> None:
+    """Airflow reports failures per raw event; the subscriber that did persist its trigger event keeps going."""
+    runner = Runner(ack_timeout=0.5)
+    runner.start(1, trig(url, "a"))
+    runner.start(2, trig(url, "c"))  # the same filter: both fire for every RUNS event
+    await until(lambda: {"a", "c"} <= set(_reader.get_inbox(url).list_cursors()))
+    await asyncio.sleep(0.2)
+    # bind order: record which trigger each pending seq belongs to
+    runner_seqs: dict[int, list[int]] = {1: [], 2: []}
+    original = runner.manager.bind_pending_event
+
+    def bind(*, trigger_id: int, key):
+        seq = original(trigger_id=trigger_id, key=key)
+        if seq is not None:
+            runner_seqs[trigger_id].append(seq)
+        return seq
+
+    runner.manager.bind_pending_event = bind  # type: ignore[method-assign]
+    seq1 = await asyncio.to_thread(append, url, "e1")
+    await until(lambda: len(runner.fired[1]) == 1 and len(runner.fired[2]) == 1)
+    runner.manager.confirm_persisted(runner_seqs[2])
+    await until(lambda: 1 in runner.errors, timeout=5)  # trigger 1 fails (ack timeout)
+    seq2 = await asyncio.to_thread(append, url, "e2")
+    await until(lambda: len(runner.fired[2]) == 2)
+    runner.manager.confirm_persisted(runner_seqs[2])
+    await until(lambda: cursor(url, "c") == seq2, timeout=5)  # not held back by trigger 1's failure
+    assert cursor(url, "a") < seq1  # the failed one redelivers e1 on its next start
+    await runner.stop()
