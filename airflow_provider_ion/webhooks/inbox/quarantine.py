@@ -44,9 +44,10 @@ def add(inbox: Inbox, receiver: str, body: bytes, headers: Mapping[str, str], re
         sa.literal(json.dumps(dict(headers), default=str), sa.Text()),
         sa.literal(body, sa.LargeBinary()),
     ).where(totals.c.n < inbox.quarantine_max_count, totals.c.bytes + size <= inbox.quarantine_max_bytes)
-    statement = sa.insert(table).from_select(["receiver", "received_at", "reason", "size", "headers", "body"], values)
+    columns = ["receiver", "received_at", "reason", "size", "headers", "body"]
+    statement = sa.insert(table).from_select(columns, values).returning(c.id)
     with inbox.connect("quarantine", write=True) as conn:
-        return bool(conn.execute(statement).rowcount)
+        return conn.execute(statement).first() is not None  # (rowcount is unreliable for INSERT ... SELECT)
 
 
 def listing(inbox: Inbox, receiver: str | None, limit: int) -> list[QuarantinedDelivery]:

@@ -113,6 +113,7 @@ def write_rows(
     *,
     lock: bool = True,
     hook: BatchHook | None = None,
+    extra_conflicts: Mapping[str, int] | None = None,
 ) -> list[AppendResult]:
     """Insert-or-ignore ``rows`` (distinct keys) in the open transaction of DBAPI ``conn``; no commit.
 
@@ -120,7 +121,8 @@ def write_rows(
     insert into events and one into the seen record for the new rows. A new event whose identity the seen
     record already holds is a replay of a purged event: its row is deleted again and it is a duplicate. A
     duplicate gets its original's seq and body hash by one look-up each; a different hash is a conflict,
-    counted per receiver and hour. PostgreSQL: one ``NOTIFY`` with the highest new seq (sent at commit).
+    counted per receiver and hour (with ``extra_conflicts``, the writer's in-batch copies). PostgreSQL:
+    one ``NOTIFY`` with the highest new seq (sent at commit).
     """
     cursor = conn.cursor()
     try:
@@ -147,7 +149,7 @@ def write_rows(
                 replayed.add(key)
                 cursor.execute(*st.delete_event.bind(seq=new[key]))
         results: list[AppendResult] = []
-        conflicts: dict[str, int] = {}
+        conflicts: dict[str, int] = dict(extra_conflicts or {})
         top = 0
         for row in rows:
             key = (row["receiver"], row["event_id"])
@@ -350,13 +352,28 @@ class Writer:
                 loop.call_soon_threadsafe(_settle, items)
 
     def _write(self, batch: list[Pending]) -> None:
-        """Dedup within the batch, commit the distinct rows, hand every caller its result or error."""
+        """Dedup within the batch, commit the distinct rows, hand every caller its result or error.
+
+        A copy inside the batch with another body than the first is a conflict too: counted in the same
+        transaction as the first copy.
+        """
         first: dict[tuple[str, str], Pending] = {}
+        extra: dict[tuple[str, str], int] = {}
         for pending in batch:
-            first.setdefault(pending.key, pending)
+            original = first.setdefault(pending.key, pending)
+            if original is not pending and original.row["body_sha256"] != pending.row["body_sha256"]:
+                extra[pending.key] = extra.get(pending.key, 0) + 1
         distinct = list(first.values())
+
+        def by_receiver(keys: list[tuple[str, str]]) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for key in keys:
+                if key in extra:
+                    counts[key[0]] = counts.get(key[0], 0) + extra[key]
+            return counts
+
         try:
-            results = self._commit([p.row for p in distinct])
+            results = self._commit([p.row for p in distinct], by_receiver([p.key for p in distinct]))
             for pending, result in zip(distinct, results, strict=True):
                 pending.result = result
         except _RowRefused as refused:
@@ -366,7 +383,7 @@ class Writer:
                 # One refused row must not fail its neighbours: write them one per transaction.
                 for pending in distinct:
                     try:
-                        pending.result = self._commit([pending.row])[0]
+                        pending.result = self._commit([pending.row], by_receiver([pending.key]))[0]
                     except _RowRefused as one:
                         pending.error = self._invalid(one)
                     except Exception as one:
@@ -374,7 +391,6 @@ class Writer:
         except Exception as error:
             for pending in distinct:
                 pending.error = error
-        log_conflicts([p.row for p in distinct if p.result], [p.result for p in distinct if p.result])
         for pending in batch:
             original = first[pending.key]
             if original is not pending:  # a redelivery inside the batch: the first one's row
@@ -384,6 +400,8 @@ class Writer:
                     pending.result = AppendResult(original.result.seq, True, sha != known, sha, known)
                 else:
                     pending.error = original.error
+        done = [p for p in batch if p.result is not None]
+        log_conflicts([p.row for p in done], [p.result for p in done])  # type: ignore[misc]
 
     @staticmethod
     def _invalid(refused: _RowRefused) -> InvalidDelivery:
@@ -396,7 +414,7 @@ class Writer:
         error.__cause__ = cause
         return error
 
-    def _commit(self, rows: list[dict[str, Any]]) -> list[AppendResult]:
+    def _commit(self, rows: list[dict[str, Any]], extra_conflicts: Mapping[str, int]) -> list[AppendResult]:
         """One transaction for ``rows``; storage failures raise :class:`InboxUnavailable`, refused data
         ``_RowRefused``. The transaction is always rolled back on failure.
 
@@ -423,7 +441,9 @@ class Writer:
                         self._take_ordering_lock(conn)
                     started = True
                     st = inbox.writer_statements()
-                    results = write_rows(conn, rows, st, lock=False, hook=inbox.batch_hook)
+                    results = write_rows(
+                        conn, rows, st, lock=False, hook=inbox.batch_hook, extra_conflicts=extra_conflicts
+                    )
                     conn.commit()
                     return results
                 except BaseException as error:  # whatever it is, roll back first
