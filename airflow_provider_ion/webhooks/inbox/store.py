@@ -303,8 +303,19 @@ class Inbox:
             error = TimeoutError(f"waited {self.busy_timeout:g}s for this process's other writers (locked)")
             raise self.unavailable(error, action)
         try:
-            with engine.begin() if write else engine.connect() as conn:
-                yield conn
+            with engine.connect() as conn:
+                try:
+                    if write:
+                        with conn.begin():
+                            yield conn
+                    else:
+                        yield conn
+                except (sa_exc.SQLAlchemyError, OSError):
+                    # A storage fault may leave the connection unusable (SQLite opened read-only on a
+                    # read-only file system, a server restart): never hand it out again.
+                    with contextlib.suppress(Exception):
+                        conn.invalidate()
+                    raise
         except (sa_exc.SQLAlchemyError, OSError) as error:
             raise self.unavailable(error, action) from error
         finally:

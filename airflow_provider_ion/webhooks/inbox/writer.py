@@ -478,26 +478,34 @@ class Writer:
         return self.conn
 
     def _abort(self, engine: Any, error: BaseException) -> bool:
-        """Roll back; drop the connection if it is dead, cannot roll back, or is still in a transaction.
+        """Roll back, and keep the connection only when the error was not storage's (a refused row, an
+        error outside the database) and it rolled back cleanly.
 
-        True when dropped.
+        A storage fault drops it: a SQLite connection opened while the file system was read-only stays
+        read-only, and a server restart leaves a dead one; the next batch opens a fresh connection.
+        Returns True when the connection was dead or could not roll back (a retry may succeed).
         """
         conn = self.conn
         if conn is None:
             return True
+        dbapi = getattr(engine.dialect, "loaded_dbapi", None)
+        base = getattr(dbapi, "Error", None)
+        storage = isinstance(error, OSError) or (
+            base is not None and isinstance(error, base) and not is_row_fault(error, dbapi)
+        )
         try:
-            disconnect = engine.dialect.is_disconnect(error, conn, None)
-        except Exception:  # a dialect that cannot tell: assume the connection is fine
+            disconnect = bool(engine.dialect.is_disconnect(error, conn, None))
+        except Exception:  # a dialect that cannot tell: assume the connection is alive
             disconnect = False
         if not disconnect:
             try:
                 conn.rollback()
-                if self.inbox.is_postgres or not conn.in_transaction:
+                if not storage and (self.inbox.is_postgres or not conn.in_transaction):
                     return False
             except Exception:  # a connection that cannot roll back is replaced
-                pass
+                disconnect = True
         self._close_connection()
-        return True
+        return disconnect
 
     def _close_connection(self) -> None:
         conn, self.conn = self.conn, None
