@@ -291,3 +291,92 @@ def test_postgres_restarted_in_the_middle_of_a_load(own_pg):
             assert conn.execute(sa.select(sa.func.count()).select_from(inbox.events)).scalar() >= len(load.acked)
     finally:
         inbox.close()
+
+
+# -- the same faults at the HTTP level, through the receiver app (503 + Retry-After, then 200) --------------
+
+SECRET = "s3cr3t-for-the-storage-faults-0123456789"
+
+
+def http_sender(base: str) -> Callable[[str], bool]:
+    import json
+
+    import httpx
+
+    from airflow_provider_ion.webhooks.signature import sign
+
+    client = httpx.Client(timeout=30)
+
+    def send(key: str) -> bool:
+        body = json.dumps({"event_id": key, "resource": "RUNS", "action": "CREATE", "data": {"n": key}}).encode()
+        headers = {"content-type": "application/json", "x-ion-signature": sign(body, SECRET)}
+        response = client.post(f"{base}/ion-webhooks/v1/receivers/faults", content=body, headers=headers)
+        if response.status_code == 503:
+            assert response.headers.get("retry-after"), "a 503 must say when to retry"
+            return False
+        assert response.status_code == 200, (response.status_code, response.text)
+        return True
+
+    return send
+
+
+@contextlib.contextmanager
+def receiver_on(inbox: Inbox) -> Iterator[str]:
+    from airflow_provider_ion.webhooks.app import ReceiverApp, ReceiverSettings
+    from airflow_provider_ion.webhooks.secrets import ReceiverSecrets
+    from tests.servers import serve
+
+    def secrets(name: str) -> ReceiverSecrets | None:
+        return ReceiverSecrets((SECRET,), source="test") if name == "faults" else None
+
+    app = ReceiverApp(ReceiverSettings(), inbox=inbox, secret_sources=[secrets])
+    with serve(app.asgi) as base:
+        yield base
+
+
+def test_http_sqlite_disk_full_answers_503_then_recovers(small_fs):
+    inbox = Inbox(f"sqlite:///{small_fs}/inbox.db", busy_timeout=2)
+    try:
+        with receiver_on(inbox) as base, Load(http_sender(base)) as load:
+            load.wait(lambda: len(load.acked) >= 20, 30, "no deliveries before the fault")
+            filler = fill(small_fs)
+            full_at = time.monotonic()
+            load.wait(lambda: load.refusals_since(full_at) >= 5, 30, "a full disk never answered 503")
+            filler.unlink()
+            freed_at = time.monotonic()
+            load.wait(lambda: load.first_ok_after(freed_at) is not None, 30, "no 200 after freeing space")
+            recovered_at = load.first_ok_after(freed_at)
+        assert not load.unexpected, load.unexpected
+        print(
+            f"\n[faults] http sqlite disk full: {load.refusals_since(full_at)} answered 503; first 200 "
+            f"{recovered_at - freed_at:.3f}s after freeing space; {len(load.acked)} acknowledged"
+        )
+        missing = load.acked - stored_keys(inbox)
+        assert not missing, f"acknowledged but lost: {sorted(missing)[:10]}"
+    finally:
+        inbox.close()
+
+
+def test_http_postgres_restart_answers_503_then_recovers(own_pg):
+    inbox = Inbox(own_pg.url, table_prefix="http_faults", busy_timeout=2)
+    try:
+        with receiver_on(inbox) as base, Load(http_sender(base), threads=4) as load:
+            load.wait(lambda: len(load.acked) >= 30, 30, "no deliveries before the restart")
+            stopping_at = time.monotonic()
+            own_pg.stop("fast")
+            load.wait(lambda: load.refusals_since(stopping_at) >= 5, 30, "a stopped server never answered 503")
+            time.sleep(1.0)
+            own_pg.start()
+            started_at = time.monotonic()
+            load.wait(lambda: load.first_ok_after(started_at) is not None, 30, "no 200 after the restart")
+            recovered_at = load.first_ok_after(started_at)
+        assert not load.unexpected, load.unexpected
+        print(
+            f"\n[faults] http postgres restart: outage {recovered_at - stopping_at:.3f}s from stop to the next "
+            f"200 ({load.refusals_since(stopping_at)} answered 503); first 200 {recovered_at - started_at:.3f}s "
+            f"after the server was up; {len(load.acked)} acknowledged"
+        )
+        missing = load.acked - stored_keys(inbox)
+        assert not missing, f"acknowledged but lost: {sorted(missing)[:10]}"
+    finally:
+        inbox.close()
