@@ -189,9 +189,9 @@ def test_rejection_counters_add_up_per_hour_and_are_purged(inbox):
 
 
 def test_purge_in_batches(make_inbox, backend, monkeypatch):
-    import airflow_provider_ion.webhooks.inbox.store as module
+    import airflow_provider_ion.webhooks.inbox.housekeeping as module
 
-    monkeypatch.setattr(module, "_PURGE_BATCH", 7)
+    monkeypatch.setattr(module, "PURGE_BATCH", 7)
     inbox = make_inbox(backend)
     old = datetime.now(UTC) - timedelta(days=30)
     for i in range(20):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from airflow_provider_ion.webhooks.inbox.schema import InboxTables
 
-__all__ = ["EVENT_COLUMNS", "SEEN_COLUMNS", "MultiRowInsert", "Prepared", "WriterStatements"]
+__all__ = ["EVENT_COLUMNS", "SEEN_COLUMNS", "MultiRowInsert", "Prepared", "WriterStatements", "dialect_insert"]
 
 #: The columns an append writes into events, in the order of a prepared row's values.
 EVENT_COLUMNS = ("receiver", "event_id", "subscription_id", "resource", "action", "received_at", "body", "headers")
@@ -23,6 +23,15 @@ EVENT_COLUMNS = ("receiver", "event_id", "subscription_id", "resource", "action"
 SEEN_COLUMNS = ("receiver", "event_id", "seq", "body_sha256", "seen_at")
 #: Batch sizes whose insert statement text a MultiRowInsert keeps.
 STATEMENT_CACHE = 64
+
+
+def dialect_insert(postgres: bool) -> Any:
+    """The dialect's ``insert`` (with ``on_conflict_do_nothing``/``on_conflict_do_update``)."""
+    if postgres:
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 class Prepared:
@@ -153,10 +162,7 @@ class WriterStatements:
     def __init__(
         self, tables: InboxTables, dialect: Any, *, lock_key: int | None, busy_timeout: float, channel: str
     ) -> None:
-        if dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert = dialect_insert(dialect.name == "postgresql")
         self.channel = channel
         ev, seen, conflicts = tables.events, tables.seen, tables.conflicts
         self.events = MultiRowInsert(

@@ -1,9 +1,11 @@
 """The durable webhook inbox: where a delivery lives between the receiver's 2xx and Airflow.
 
-This module is the :class:`Inbox` itself (engine, schema upgrade on first use, reads, cursors, counters,
-retention, stats); the group-commit writer is :mod:`.writer`, its SQL :mod:`.statements`, the tables
-:mod:`.schema`, upgrades :mod:`.migrations`, the quarantine :mod:`.quarantine`, wake-ups :mod:`.listener`.
-(It is ~560 lines: one class whose methods are each short; splitting the class would scatter its API.)
+This module is the :class:`Inbox` itself: engine, schema upgrade on first use, appends handed to the
+writer, reads and cursors. The group-commit writer is :mod:`.writer`, its SQL :mod:`.statements`, the
+tables :mod:`.schema`, upgrades :mod:`.migrations`, counters/retention/stats :mod:`.housekeeping`, write
+transactions :mod:`.transaction`, the quarantine :mod:`.quarantine`, wake-ups :mod:`.listener`. (Over
+500 lines because it carries the package's contracts below and the public API's docstrings; each
+method is short and the logic behind them lives in those modules.)
 
 Contracts:
 
@@ -61,7 +63,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
-from airflow_provider_ion.webhooks.inbox import migrations, quarantine
+from airflow_provider_ion.webhooks.inbox import housekeeping, migrations, quarantine, transaction
 from airflow_provider_ion.webhooks.inbox.listener import InboxListener
 from airflow_provider_ion.webhooks.inbox.records import (
     AppendResult,
@@ -73,16 +75,15 @@ from airflow_provider_ion.webhooks.inbox.records import (
     utc,
 )
 from airflow_provider_ion.webhooks.inbox.schema import build_tables
-from airflow_provider_ion.webhooks.inbox.statements import WriterStatements
+from airflow_provider_ion.webhooks.inbox.statements import WriterStatements, dialect_insert
+from airflow_provider_ion.webhooks.inbox.transaction import WriteTransaction
 from airflow_provider_ion.webhooks.inbox.writer import (
     BatchHook,
     Body,
     Pending,
     Writer,
     for_caller,
-    log_conflicts,
     prepare_row,
-    write_rows,
 )
 
 __all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_RETENTION", "Inbox", "WriteTransaction", "default_inbox_url"]
@@ -92,7 +93,6 @@ DEFAULT_RETENTION = timedelta(days=7)
 DEFAULT_TABLE_PREFIX = "ion_inbox"
 #: Most appends one writer transaction takes (a bound on a batch's latency and statement size).
 DEFAULT_MAX_BATCH = 256
-_PURGE_BATCH = 5000
 _SYNC_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -436,8 +436,7 @@ class Inbox:
             )
         return self._statements
 
-    @contextlib.contextmanager
-    def write_transaction(self) -> Iterator[WriteTransaction]:
+    def write_transaction(self) -> contextlib.AbstractContextManager[WriteTransaction]:
         """One transaction holding this inbox's write lock, for bulk imports and maintenance.
 
         SQLite: ``BEGIN IMMEDIATE`` (the database's write lock); PostgreSQL: the ordering lock. Appends
@@ -451,42 +450,7 @@ class Inbox:
                 for event_id, body in backlog:
                     tx.append("shop-floor", event_id, body)
         """
-        engine = self.engine
-        sqlite = not self.is_postgres
-        if sqlite and not self.writer_lock.acquire(timeout=self.busy_timeout):
-            error = TimeoutError(f"waited {self.busy_timeout:g}s for this process's other writers (locked)")
-            raise self.unavailable(error, "write transaction")
-        raw: Any = None
-        try:
-            try:
-                raw = engine.raw_connection()
-                conn = raw.driver_connection
-                if sqlite:
-                    conn.isolation_level = None
-                    conn.execute("BEGIN IMMEDIATE")
-                else:
-                    cursor = conn.cursor()
-                    cursor.execute(*self.writer_statements().lock)  # type: ignore[misc]
-                    cursor.close()
-            except (sa_exc.SQLAlchemyError, OSError, Exception) as error:
-                if raw is not None:
-                    raw.invalidate()
-                raise self.unavailable(error, "write transaction") from error
-            tx = WriteTransaction(self, conn)
-            try:
-                yield tx
-            except BaseException:
-                tx.rollback()
-                raise
-            tx.commit()
-        finally:
-            if raw is not None:
-                if sqlite:
-                    with contextlib.suppress(Exception):
-                        raw.driver_connection.isolation_level = ""
-                raw.close()
-            if sqlite:
-                self.writer_lock.release()
+        return transaction.hold(self)
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -576,13 +540,6 @@ class Inbox:
 
     # -- consumer cursors --------------------------------------------------------------------------------
 
-    def _insert(self) -> Any:
-        if self.is_postgres:
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert
-
     def get_cursor(self, consumer: str) -> int:
         """The consumer's last processed seq (0 for a new consumer)."""
         with self.connect("cursor", write=False) as conn:
@@ -597,7 +554,9 @@ class Inbox:
         if int(seq) < 0:
             raise ValueError("cursor seq must be >= 0")
         table = self.cursors
-        statement = self._insert()(table).values(consumer=consumer, seq=int(seq), updated_at=utc(None))
+        statement = dialect_insert(self.is_postgres)(table).values(
+            consumer=consumer, seq=int(seq), updated_at=utc(None)
+        )
         statement = statement.on_conflict_do_update(
             index_elements=["consumer"],
             set_={
@@ -613,7 +572,7 @@ class Inbox:
         with self.connect("cursor", write=False) as conn:
             return {row.consumer: int(row.seq) for row in conn.execute(sa.select(self.cursors))}
 
-    # -- counters: rejections and conflicts ----------------------------------------------------------------
+    # -- counters: rejections and conflicts (see .housekeeping) --------------------------------------------
 
     def add_rejections(self, counts: Mapping[tuple[str, str], int], at: datetime | None = None) -> None:
         """Add ``{(receiver, reason): n}`` to the hourly rejection counters (one upsert per pair).
@@ -621,40 +580,15 @@ class Inbox:
         The receiver batches its counts and calls this every few seconds, so refused (possibly forged)
         requests cost no write each.
         """
-        if not counts:
-            return
-        hour = utc(at).replace(minute=0, second=0, microsecond=0)
-        table = self.rejections
-        with self.connect("rejections", write=True) as conn:
-            for (receiver, reason), n in counts.items():
-                statement = self._insert()(table).values(receiver=receiver, reason=reason, hour=hour, count=int(n))
-                conn.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["receiver", "reason", "hour"],
-                        set_={"count": table.c.count + statement.excluded.count},
-                    )
-                )
+        housekeeping.add_rejections(self, counts, at)
 
     def rejection_counts(self, *, since: datetime | None = None) -> dict[str, dict[str, int]]:
         """``{receiver: {reason: n}}`` over the hours from ``since`` (its hour included) on."""
-        c = self.rejections.c
-        query = sa.select(c.receiver, c.reason, sa.func.sum(c.count).label("n")).group_by(c.receiver, c.reason)
-        if since is not None:
-            query = query.where(c.hour >= utc(since).replace(minute=0, second=0, microsecond=0))
-        out: dict[str, dict[str, int]] = {}
-        with self.connect("rejections", write=False) as conn:
-            for row in conn.execute(query):
-                out.setdefault(row.receiver, {})[row.reason] = int(row.n)
-        return out
+        return housekeeping.rejection_counts(self, since=since)
 
     def conflict_counts(self, *, since: datetime | None = None) -> dict[str, int]:
         """``{receiver: n}``: re-deliveries of a known event id with a different body, from ``since`` on."""
-        c = self.tables.conflicts.c
-        query = sa.select(c.receiver, sa.func.sum(c.count).label("n")).group_by(c.receiver)
-        if since is not None:
-            query = query.where(c.hour >= utc(since).replace(minute=0, second=0, microsecond=0))
-        with self.connect("conflicts", write=False) as conn:
-            return {row.receiver: int(row.n) for row in conn.execute(query)}
+        return housekeeping.conflict_counts(self, since=since)
 
     # -- quarantine --------------------------------------------------------------------------------------
 
@@ -673,103 +607,23 @@ class Inbox:
         """Delete quarantined deliveries by id; returns how many were deleted."""
         return quarantine.remove(self, ids)
 
-    # -- retention and stats -----------------------------------------------------------------------------
+    # -- retention and stats (see .housekeeping) -----------------------------------------------------------
 
     def purge(self, older_than: timedelta | None = None) -> int:
         """Delete events received more than ``older_than`` ago (default: the ``retention`` setting).
 
         Age only: a consumer that fell further behind than the retention loses those events, which is why
         the retention must exceed both ION's retry window and any expected consumer outage. The same age
-        purges the quarantine and the hourly counters; the seen record (dedup) is purged at the dedup
-        horizon, so a replay of a purged event stays a duplicate until then. Deletes in batches so a large
-        purge never holds the SQLite write lock for long. Returns the count of events deleted.
+        purges the quarantine and the rejection counters; the seen record (dedup) and the conflict
+        counters are purged at the dedup horizon, so a replay of a purged event stays a duplicate until
+        then. Deletes in batches. Returns the count of events deleted.
         """
-        now = utc(None)
-        cutoff = now - (self.retention if older_than is None else older_than)
-        deleted = self._delete_batches(self.events, self.events.c.seq, self.events.c.received_at, cutoff)
-        t = self.tables
-        self._delete_batches(t.quarantine, t.quarantine.c.id, t.quarantine.c.received_at, cutoff)
-        self._delete_batches(t.seen, None, t.seen.c.seen_at, now - self.dedup_horizon)
-        with self.connect("purge", write=True) as conn:
-            conn.execute(sa.delete(self.rejections).where(self.rejections.c.hour < cutoff))
-            conn.execute(sa.delete(t.conflicts).where(t.conflicts.c.hour < now - self.dedup_horizon))
-        return deleted
-
-    def _delete_batches(self, table: sa.Table, key: Any, when: Any, cutoff: datetime) -> int:
-        deleted = 0
-        while True:
-            with self.connect("purge", write=True) as conn:
-                if key is None:  # composite key: delete by age, bounded by the oldest batch's timestamp
-                    edge = conn.execute(
-                        sa.select(when).where(when < cutoff).order_by(when).offset(_PURGE_BATCH).limit(1)
-                    ).scalar()
-                    bound = cutoff if edge is None else edge
-                    count = conn.execute(sa.delete(table).where(when < bound)).rowcount
-                    deleted += count
-                    if edge is None:
-                        return deleted
-                    continue
-                batch = sa.select(key).where(when < cutoff).order_by(key).limit(_PURGE_BATCH)
-                count = conn.execute(sa.delete(table).where(key.in_(batch.scalar_subquery()))).rowcount
-            deleted += count
-            if count < _PURGE_BATCH:
-                return deleted
+        return housekeeping.purge(self, older_than)
 
     def stats(self) -> dict[str, Any]:
-        """Counts, time range, latest seq, consumers' cursors and lag, rejections, conflicts, quarantine."""
-        c, cur = self.events.c, self.cursors.c
-        with self.connect("stats", write=False) as conn:
-            total, oldest, newest, latest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(c.received_at), sa.func.max(c.received_at), sa.func.max(c.seq))
-            ).one()
-            by_receiver = {
-                row.receiver: int(row.n)
-                for row in conn.execute(
-                    sa.select(c.receiver, sa.func.count().label("n")).group_by(c.receiver).order_by(c.receiver)
-                )
-            }
-            by_resource = [
-                {"resource": row.resource, "action": row.action, "count": int(row.n)}
-                for row in conn.execute(
-                    sa.select(c.resource, c.action, sa.func.count().label("n"))
-                    .group_by(c.resource, c.action)
-                    .order_by(c.resource, c.action)
-                )
-            ]
-            lag_query = (
-                sa.select(cur.consumer, cur.seq, cur.updated_at, sa.func.count(c.seq).label("lag"))
-                .select_from(self.cursors.outerjoin(self.events, c.seq > cur.seq))
-                .group_by(cur.consumer, cur.seq, cur.updated_at)
-                .order_by(cur.consumer)
-            )
-            consumers = {
-                row.consumer: {
-                    "cursor": int(row.seq),
-                    "lag": int(row.lag),
-                    "updated_at": from_db_ts(row.updated_at).isoformat(),
-                }
-                for row in conn.execute(lag_query)
-            }
-            seen = int(conn.execute(sa.select(sa.func.count()).select_from(self.tables.seen)).scalar() or 0)
-            version = migrations.read_version(conn, self.tables)
-        return {
-            "url": self.safe_url,
-            "backend": self.backend,
-            "schema_version": version,
-            "total": int(total),
-            "latest_seq": int(latest or 0),
-            "oldest_received_at": None if oldest is None else from_db_ts(oldest).isoformat(),
-            "newest_received_at": None if newest is None else from_db_ts(newest).isoformat(),
-            "by_receiver": by_receiver,
-            "by_resource_action": by_resource,
-            "consumers": consumers,
-            "rejections": self.rejection_counts(),
-            "conflicts": self.conflict_counts(),
-            "quarantine": quarantine.counts(self),
-            "seen_ids": seen,
-            "retention_seconds": self.retention.total_seconds(),
-            "dedup_horizon_seconds": self.dedup_horizon.total_seconds(),
-        }
+        """Counts, time range, latest seq, consumers' cursors and lag, rejections, conflicts, quarantine,
+        schema version and settings; JSON-serialisable (what ``airflow-ion inbox stats`` prints)."""
+        return housekeeping.stats(self)
 
     # -- waking up readers -------------------------------------------------------------------------------
 
@@ -790,47 +644,3 @@ class Inbox:
         if self._listener is None:
             self._listener = self.listen()
         return self._listener.wait(timeout)
-
-
-class WriteTransaction:
-    """The handle :meth:`Inbox.write_transaction` yields: appends inside one held transaction.
-
-    Example::
-
-        with inbox.write_transaction() as tx:
-            tx.append("shop-floor", "evt-1", b"{}")
-            tx.rollback()  # nothing stored
-    """
-
-    def __init__(self, inbox: Inbox, conn: Any) -> None:
-        self._inbox = inbox
-        self._conn = conn
-        self._done = False
-
-    def append(self, receiver: str, event_id: str | int, body: Body, **kwargs: Any) -> AppendResult:
-        """:meth:`Inbox.append` inside this transaction (visible to others after the commit)."""
-        if self._done:
-            raise RuntimeError("this write transaction is finished; open a new one")
-        row = prepare_row(receiver, event_id, body, **kwargs)
-        try:
-            results = write_rows(self._conn, [row], self._inbox.writer_statements(), lock=False)
-        except Exception as error:
-            raise self._inbox.unavailable(error, "append") from error
-        log_conflicts([row], results)
-        return results[0]
-
-    def rollback(self) -> None:
-        """Undo every append of this transaction (and end it)."""
-        if not self._done:
-            self._done = True
-            with contextlib.suppress(Exception):
-                self._conn.rollback()
-
-    def commit(self) -> None:
-        """Commit (done at the end of the ``with`` block)."""
-        if not self._done:
-            self._done = True
-            try:
-                self._conn.commit()
-            except Exception as error:
-                raise self._inbox.unavailable(error, "commit") from error
