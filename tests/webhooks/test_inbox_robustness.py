@@ -197,7 +197,9 @@ def test_dedup_horizon_setting(make_inbox, backend, monkeypatch):
     assert make_inbox(backend).dedup_horizon == timedelta(days=30)
     monkeypatch.setenv("AIRFLOW__ION_WEBHOOKS__DEDUP_HORIZON_DAYS", "3")
     with pytest.raises(ValueError, match="dedup_horizon_days"):
-        make_inbox(backend)
+        make_inbox(backend).dedup_horizon  # noqa: B018 - read on first use
+    with pytest.raises(ValueError, match="dedup_horizon_days"):
+        make_inbox(backend, dedup_horizon=timedelta(days=3))
 
 
 # -- quarantine ---------------------------------------------------------------------------------------------

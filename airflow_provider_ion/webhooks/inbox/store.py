@@ -170,15 +170,12 @@ class Inbox:
         self.table_prefix = table_prefix
         self.schema = schema
         self.retention = retention
-        horizon = dedup_horizon or timedelta(days=_setting(None, "dedup_horizon_days", "float"))
-        if horizon < retention:
-            raise ValueError(
-                f"the dedup horizon ({horizon}) must be at least the retention ({retention}): an event must "
-                "stay known as long as its body is kept; raise [ion_webhooks] dedup_horizon_days"
-            )
-        self.dedup_horizon = horizon
-        self.quarantine_max_count = int(_setting(quarantine_max_count, "quarantine_max_count", "int"))
-        self.quarantine_max_bytes = int(_setting(quarantine_max_bytes, "quarantine_max_bytes", "int"))
+        # Read from [ion_webhooks] on first use when not given (reading Airflow's config imports Airflow).
+        self._dedup_horizon = dedup_horizon
+        self._quarantine_max_count = quarantine_max_count
+        self._quarantine_max_bytes = quarantine_max_bytes
+        if dedup_horizon is not None:
+            self._check_horizon(dedup_horizon)
         self.sqlite_synchronous = sync
         self.busy_timeout = float(busy_timeout)
         self.notify_channel = notify_channel or table_prefix
@@ -201,6 +198,36 @@ class Inbox:
         self.events = self.tables.events
         self.cursors = self.tables.cursors
         self.rejections = self.tables.rejections
+
+    def _check_horizon(self, horizon: timedelta) -> timedelta:
+        if horizon < self.retention:
+            raise ValueError(
+                f"the dedup horizon ({horizon}) must be at least the retention ({self.retention}): an event must "
+                "stay known as long as its body is kept; raise [ion_webhooks] dedup_horizon_days"
+            )
+        return horizon
+
+    @property
+    def dedup_horizon(self) -> timedelta:
+        """How long a stored ``(receiver, event_id)`` stays a duplicate (``[ion_webhooks] dedup_horizon_days``)."""
+        if self._dedup_horizon is None:
+            days = _setting(None, "dedup_horizon_days", "float")
+            self._dedup_horizon = self._check_horizon(timedelta(days=days))
+        return self._dedup_horizon
+
+    @property
+    def quarantine_max_count(self) -> int:
+        """Most quarantined deliveries per receiver (``[ion_webhooks] quarantine_max_count``)."""
+        if self._quarantine_max_count is None:
+            self._quarantine_max_count = int(_setting(None, "quarantine_max_count", "int"))
+        return self._quarantine_max_count
+
+    @property
+    def quarantine_max_bytes(self) -> int:
+        """Most quarantined body bytes per receiver (``[ion_webhooks] quarantine_max_bytes``)."""
+        if self._quarantine_max_bytes is None:
+            self._quarantine_max_bytes = int(_setting(None, "quarantine_max_bytes", "int"))
+        return self._quarantine_max_bytes
 
     # -- construction -------------------------------------------------------------------------------------
 
