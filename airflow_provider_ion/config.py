@@ -98,6 +98,30 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "example": "False",
         "default": "True",
     },
+    "dedup_horizon_days": {
+        "description": "Days the inbox remembers a delivery's (receiver, event_id) and body hash after storing it, "
+        "so a replay is a duplicate also after the body was purged (bodies are kept 7 days). At least the "
+        "retention.",
+        "version_added": "0.2.0",
+        "type": "float",
+        "example": "90",
+        "default": "90",
+    },
+    "quarantine_max_count": {
+        "description": "Most deliveries with a failed signature the inbox keeps per known receiver for "
+        "inspection (further ones are counted as rejections only).",
+        "version_added": "0.2.0",
+        "type": "integer",
+        "example": "100",
+        "default": "100",
+    },
+    "quarantine_max_bytes": {
+        "description": "Most bytes of quarantined bodies the inbox keeps per known receiver.",
+        "version_added": "0.2.0",
+        "type": "integer",
+        "example": "10485760",
+        "default": "10485760",
+    },
     "signature_header": {
         "description": "Header carrying the delivery's signature.",
         "version_added": "0.2.0",

@@ -15,50 +15,45 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from airflow_provider_ion.webhooks.inbox import AppendResult, Inbox, InboxUnavailable
+from airflow_provider_ion.webhooks.inbox import AppendResult, Inbox, InboxUnavailable, InvalidDelivery
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Gate:
-    """Wraps ``inbox._write_rows``: holds the writer in its first batch until ``release``; records batches.
+    """The inbox's ``batch_hook``: holds the writer in its first batch until ``release``; records batches.
 
-    ``fail_batch`` (1-based) makes that batch raise ``error()`` after its rows were inserted, so the test
-    also sees that a failed batch is rolled back.
+    The hook runs inside each write transaction after its rows were inserted, so ``fail_batch`` (1-based)
+    makes that batch raise ``error()`` with its rows inserted: the test also sees it rolled back.
     """
 
     def __init__(self, inbox: Inbox, fail_batch: int | None = None, error: Callable[[], Exception] | None = None):
         self.inbox = inbox
-        self.real = inbox._write_rows
         self.entered = threading.Event()
         self.release = threading.Event()
         self.batches: list[list[str]] = []
         self.fail_batch = fail_batch
         self.error = error
 
-    def __call__(self, conn: Any, rows: list[dict[str, Any]], **kwargs: Any) -> list[AppendResult]:
-        self.batches.append([row["event_id"] for row in rows])
+    def __call__(self, event_ids: Sequence[str]) -> None:
+        self.batches.append(list(event_ids))
         if len(self.batches) == 1:
             self.entered.set()
             assert self.release.wait(20), "the test never released the writer"
-        results = self.real(conn, rows, **kwargs)
         if self.fail_batch == len(self.batches):
             assert self.error is not None
             raise self.error()
-        return results
 
     def wait_queued(self, n: int, timeout: float = 10) -> None:
         """Until ``n`` appends wait on the writer's queue (behind the held batch)."""
-        writer = self.inbox._writer
-        assert writer is not None
         deadline = time.monotonic() + timeout
-        while writer._queue.qsize() < n:
-            assert time.monotonic() < deadline, f"only {writer._queue.qsize()} of {n} appends queued"
+        while self.inbox.queued_appends < n:
+            assert time.monotonic() < deadline, f"only {self.inbox.queued_appends} of {n} appends queued"
             time.sleep(0.01)
 
 
@@ -66,7 +61,7 @@ class Gate:
 def gated(inbox, monkeypatch) -> Iterator[Callable[..., Gate]]:
     def make(**kwargs: Any) -> Gate:
         gate = Gate(inbox, **kwargs)
-        monkeypatch.setattr(inbox, "_write_rows", gate)
+        monkeypatch.setattr(inbox, "batch_hook", gate)
         return gate
 
     yield make
@@ -169,11 +164,28 @@ def test_a_failing_batch_fails_every_caller_and_the_next_batch_works(inbox, gate
     assert {e.event_id for e in inbox.read_after(0)} == {"held", "a", "dup"}
 
 
-def test_a_row_refused_as_data_fails_only_its_own_caller(make_inbox, monkeypatch):
-    """PostgreSQL enforces column sizes; one bad delivery must not turn its batch neighbours into 503s."""
-    inbox = make_inbox("postgresql")
-    gate = Gate(inbox)
-    monkeypatch.setattr(inbox, "_write_rows", gate)
+def refuse_action(inbox: Inbox, action: str) -> None:
+    """A real database rule refusing rows with ``action``: the row's own data fails, not storage."""
+    import sqlalchemy as sa
+
+    table = inbox.events.name
+    with inbox.engine.begin() as conn:
+        if inbox.backend == "sqlite":
+            conn.execute(
+                sa.text(
+                    f"CREATE TRIGGER {table}_refuse BEFORE INSERT ON {table} WHEN NEW.action = '{action}' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test rule'); END"
+                )
+            )
+        else:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD CONSTRAINT {table}_refuse CHECK (action <> '{action}')"))
+
+
+def test_a_row_refused_as_data_fails_only_its_own_caller(inbox, gated):
+    """One delivery the database refuses must not turn its batch neighbours into 503s: they are stored,
+    it gets InvalidDelivery (400), and the writer is clean for the next batch."""
+    refuse_action(inbox, "POISON")
+    gate = gated()
     held = run_concurrently(inbox, ["held"], [])
     assert gate.entered.wait(10)
     results: dict[str, Any] = {}
@@ -184,7 +196,7 @@ def test_a_row_refused_as_data_fails_only_its_own_caller(make_inbox, monkeypatch
         except Exception as error:
             results[key] = error
 
-    threads = [threading.Thread(target=one, args=args) for args in (("good-1", "CREATE"), ("bad", "X" * 100))]
+    threads = [threading.Thread(target=one, args=args) for args in (("good-1", "CREATE"), ("bad", "POISON"))]
     threads += [threading.Thread(target=one, args=("good-2", "UPDATE"))]
     for thread in threads:
         thread.start()
@@ -193,9 +205,12 @@ def test_a_row_refused_as_data_fails_only_its_own_caller(make_inbox, monkeypatch
     for thread in threads:
         thread.join(30)
     join(held)
-    assert isinstance(results["bad"], InboxUnavailable) and "too long" in str(results["bad"])
+    assert isinstance(results["bad"], InvalidDelivery) and "refuse" in str(results["bad"]), results["bad"]
     assert isinstance(results["good-1"], AppendResult) and isinstance(results["good-2"], AppendResult)
+    # Their batch failed at the insert (the hook never saw it), then each row had a transaction of its own.
+    assert sorted(gate.batches[1:]) == [["good-1"], ["good-2"]]
     assert {e.event_id for e in inbox.read_after(0)} == {"held", "good-1", "good-2"}
+    assert inbox.append("r", "next", b"{}", action="CREATE").duplicate is False
 
 
 def test_close_finishes_queued_appends_and_the_inbox_stays_usable(inbox):
@@ -217,16 +232,11 @@ import asyncio, os, sys, threading
 from airflow_provider_ion.webhooks import inbox as m
 
 inbox = m.Inbox.from_url(sys.argv[1], table_prefix=sys.argv[2])
-real_write = m._Writer._write
 
 def say(line):
     os.write(1, (line + "\n").encode())  # one write per line: whole lines even with many threads
 
-def counting_write(self, batch):
-    say(f"batch {len(batch)}")
-    real_write(self, batch)
-
-m._Writer._write = counting_write
+inbox.batch_hook = lambda event_ids: say(f"batch {len(event_ids)}")
 
 def thread_worker(w):
     i = 0
@@ -325,9 +335,8 @@ def test_postgres_ordering_lock_key_includes_the_schema(pg_url, two_schemas, uni
         for inbox in (a, b, a_again, a_named):
             inbox.latest_seq()
         assert a._lock_key == a_again._lock_key == a_named._lock_key != b._lock_key
-        with a.engine.connect() as holder:
-            holder.begin()
-            a._append_in(holder, a._prepare_row("r", "holder", b"{}"))  # holds schema A's ordering lock
+        with a.write_transaction() as holder:
+            holder.append("r", "holder", b"{}")  # holds schema A's ordering lock
             started = time.monotonic()
             assert b.append("r", "other-schema", b"{}").duplicate is False  # not blocked by A's lock
             assert time.monotonic() - started < 0.9
@@ -347,10 +356,10 @@ def test_postgres_writer_connection_killed_by_the_server_is_replaced(make_inbox)
     inbox = make_inbox("postgresql")
     assert inbox.append("r", 1, b"{}").duplicate is False
     writer = inbox._writer
-    assert writer is not None and writer._conn is not None
-    backend_pid = writer._conn.info.backend_pid
+    assert writer is not None and writer.conn is not None
+    backend_pid = writer.conn.info.backend_pid
     with inbox.engine.connect() as admin:
         assert admin.execute(sa.select(sa.func.pg_terminate_backend(backend_pid))).scalar() is True
     assert inbox.append("r", 2, b"{}").duplicate is False
-    assert writer._conn is not None and writer._conn.info.backend_pid != backend_pid
+    assert writer.conn is not None and writer.conn.info.backend_pid != backend_pid
     assert [e.event_id for e in inbox.read_after(0)] == ["1", "2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -47,7 +48,12 @@ def test_redelivery_is_acknowledged_and_stored_once(inbox):
     first = inbox.append("qa", 123456, delivery(123456, status="DONE"), headers={"x-ion-signature": "sig"})
     again = inbox.append("qa", "123456", delivery(123456, status="CHANGED"))
     assert first == AppendResult(first.seq, False)
-    assert again == AppendResult(first.seq, True)
+    # Another body under a known id: a duplicate (the first stays) and a conflict, with both hashes.
+    assert again.seq == first.seq and again.duplicate and again.conflict
+    assert again.existing_sha256 == hashlib.sha256(delivery(123456, status="DONE")).hexdigest()
+    assert again.body_sha256 == hashlib.sha256(delivery(123456, status="CHANGED")).hexdigest()
+    same = inbox.append("qa", "123456", delivery(123456, status="DONE"))
+    assert same == AppendResult(first.seq, True, False, again.existing_sha256, again.existing_sha256)
     other_receiver = inbox.append("erp", 123456, delivery(123456))
     assert not other_receiver.duplicate and other_receiver.seq > first.seq
     events = inbox.read_after(0)
@@ -162,7 +168,10 @@ def test_purge_by_age_and_seqs_keep_growing(inbox):
     assert inbox.read_after(0) == [] and inbox.latest_seq() == 0
     # seqs are never reused after a purge, or a consumer's cursor would skip new events
     assert inbox.append("r", "after", delivery(4)).seq > last
-    assert inbox.append("r", "old", delivery(1)).duplicate is False  # purged ids are forgotten
+    # Purged bodies, remembered ids: a replay within the dedup horizon is still a duplicate (original seq).
+    replay = inbox.append("r", "old", delivery(1))
+    assert replay.duplicate is True and replay.conflict is False and replay.seq < last
+    assert [e.event_id for e in inbox.read_after(0)] == ["after"]  # and not stored again
 
 
 def test_rejection_counters_add_up_per_hour_and_are_purged(inbox):
@@ -180,9 +189,9 @@ def test_rejection_counters_add_up_per_hour_and_are_purged(inbox):
 
 
 def test_purge_in_batches(make_inbox, backend, monkeypatch):
-    import airflow_provider_ion.webhooks.inbox as module
+    import airflow_provider_ion.webhooks.inbox.housekeeping as module
 
-    monkeypatch.setattr(module, "_PURGE_BATCH", 7)
+    monkeypatch.setattr(module, "PURGE_BATCH", 7)
     inbox = make_inbox(backend)
     old = datetime.now(UTC) - timedelta(days=30)
     for i in range(20):
@@ -308,6 +317,10 @@ def test_acknowledged_events_survive_kill_9(inbox):
 # -- PostgreSQL: commit order, lock timeout, LISTEN/NOTIFY --------------------------------------------------
 
 
+def plain_row(event_id: str) -> dict:
+    return {"receiver": "r", "event_id": event_id, "received_at": datetime.now(UTC), "body": b"{}"}
+
+
 def test_postgres_cursor_never_skips_a_late_commit(make_inbox):
     """Two concurrent appends on two connections: the later seq can never become visible first."""
     inbox = make_inbox("postgresql")
@@ -318,10 +331,10 @@ def test_postgres_cursor_never_skips_a_late_commit(make_inbox):
     # Control: plain INSERTs (no ordering lock) show the anomaly that would make a cursor skip an event.
     with engine.connect() as a, engine.connect() as b:
         a.begin()
-        row_a = inbox._prepare_row("r", "plain-a", b"{}")
+        row_a = plain_row("plain-a")
         seq_a = a.execute(sa.insert(events).values(**row_a).returning(events.c.seq)).scalar_one()
         with b.begin():
-            row_b = inbox._prepare_row("r", "plain-b", b"{}")
+            row_b = plain_row("plain-b")
             seq_b = b.execute(sa.insert(events).values(**row_b).returning(events.c.seq)).scalar_one()
         assert seq_a < seq_b
         visible = [e.seq for e in inbox.read_after(base)]
@@ -329,10 +342,9 @@ def test_postgres_cursor_never_skips_a_late_commit(make_inbox):
         a.commit()
     cursor = inbox.latest_seq()
 
-    # The inbox's append: the first append is in flight (uncommitted) on connection A ...
-    with engine.connect() as a:
-        a.begin()
-        first = inbox._append_in(a, inbox._prepare_row("r", "first", b"{}"))
+    # The inbox's append: the first append is in flight (uncommitted) in a held write transaction ...
+    with inbox.write_transaction() as a_tx:
+        first = a_tx.append("r", "first", b"{}")
         second: list[AppendResult] = []
         appender = threading.Thread(target=lambda: second.append(inbox.append("r", "second", b"{}")))
         appender.start()
@@ -340,7 +352,6 @@ def test_postgres_cursor_never_skips_a_late_commit(make_inbox):
         # ... so the concurrent append on connection B waits for it, and readers see neither yet.
         assert appender.is_alive() and not second
         assert inbox.read_after(cursor) == []
-        a.commit()
     appender.join(10)
     assert second and second[0].seq > first.seq
     assert [e.event_id for e in inbox.read_after(cursor)] == ["first", "second"]
@@ -350,9 +361,8 @@ def test_postgres_ordering_lock_wait_is_bounded(make_inbox):
     inbox = make_inbox("postgresql")
     impatient = make_inbox("postgresql", busy_timeout=0.3)
     inbox.latest_seq()
-    with inbox.engine.connect() as holder:
-        holder.begin()
-        inbox._append_in(holder, inbox._prepare_row("r", "holder", b"{}"))
+    with inbox.write_transaction() as holder:
+        holder.append("r", "holder", b"{}")
         started = time.monotonic()
         with pytest.raises(InboxUnavailable) as info:
             impatient.append("r", "waiter", b"{}")
