@@ -36,6 +36,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_schema_cache() -> Iterator[None]:
+    """The hook learns ION's schema once per connection and process: every test starts without it."""
+    from airflow_provider_ion.hooks.schema import clear_schema_cache
+
+    clear_schema_cache()
+    yield
+    clear_schema_cache()
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[EmulatorServer]:
     """One real ION emulator (uvicorn in a thread on a free 127.0.0.1 port) for the whole session."""

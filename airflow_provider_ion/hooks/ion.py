@@ -28,6 +28,7 @@ from airflow_provider_ion.exceptions import (
     IonPaginationError,
     redact,
 )
+from airflow_provider_ion.graphql import total_count
 from airflow_provider_ion.hooks.environments import IonConnectionSettings, settings_from_connection
 
 if TYPE_CHECKING:
@@ -375,9 +376,9 @@ class IonHook(BaseHook):
         :raises IonAuthError: credentials refused (token endpoint, or 401 after one refresh, or 403).
         :raises IonTransportError: HTTP failure; ``IonRetryExhausted`` when retries ran out.
         """
-        from airflow_provider_ion.hooks import _gql
+        from airflow_provider_ion.hooks import _gql, schema
 
-        op = self._operation(document, operation_name)
+        op, variables = schema.prepare(self, document, variables, operation_name)
         session = self._session()
         args, kwargs = _gql.call_args(op, variables)
         try:
@@ -393,9 +394,9 @@ class IonHook(BaseHook):
         operation_name: str | None = None,
     ) -> dict[str, Any]:
         """Async :meth:`execute`; concurrent calls share one HTTP pool and one token fetch."""
-        from airflow_provider_ion.hooks import _gql
+        from airflow_provider_ion.hooks import _gql, schema
 
-        op = self._operation(document, operation_name)
+        op, variables = await schema.aprepare(self, document, variables, operation_name)
         session = await self._asession()
         args, kwargs = _gql.call_args(op, variables)
         try:
@@ -567,7 +568,11 @@ class IonHook(BaseHook):
                 active, headers,
             )
         }  # fmt: skip
-        return self._created_receiver(self.execute("CreateWebhookReceiver", variables))
+        from airflow_provider_ion.hooks import schema
+
+        variables, headers = schema.split_headers(self, "CreateWebhookReceiver", variables)
+        created = self._created_receiver(self.execute("CreateWebhookReceiver", variables))
+        return schema.apply_headers(self, created, headers)
 
     async def acreate_receiver(
         self,
@@ -587,7 +592,11 @@ class IonHook(BaseHook):
                 active, headers,
             )
         }  # fmt: skip
-        return self._created_receiver(await self.aexecute("CreateWebhookReceiver", variables))
+        from airflow_provider_ion.hooks import schema
+
+        variables, headers = await schema.asplit_headers(self, "CreateWebhookReceiver", variables)
+        created = self._created_receiver(await self.aexecute("CreateWebhookReceiver", variables))
+        return await schema.aapply_headers(self, created, headers)
 
     @staticmethod
     def _receiver_update(receiver_id: str | int, etag: str, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -606,12 +615,20 @@ class IonHook(BaseHook):
 
         :raises IonConcurrencyError: the etag is stale; re-read and re-apply.
         """
-        data = self.execute("UpdateWebhookReceiver", self._receiver_update(receiver_id, etag, changes))
-        return data["updateWebhookReceiver"]["webhookReceiver"]
+        from airflow_provider_ion.hooks import schema
+
+        variables = self._receiver_update(receiver_id, etag, changes)
+        variables, headers = schema.split_headers(self, "UpdateWebhookReceiver", variables)
+        data = self.execute("UpdateWebhookReceiver", variables)
+        return schema.apply_headers(self, data["updateWebhookReceiver"]["webhookReceiver"], headers)
 
     async def aupdate_receiver(self, receiver_id: str | int, etag: str, **changes: Any) -> dict[str, Any]:
-        data = await self.aexecute("UpdateWebhookReceiver", self._receiver_update(receiver_id, etag, changes))
-        return data["updateWebhookReceiver"]["webhookReceiver"]
+        from airflow_provider_ion.hooks import schema
+
+        variables = self._receiver_update(receiver_id, etag, changes)
+        variables, headers = await schema.asplit_headers(self, "UpdateWebhookReceiver", variables)
+        data = await self.aexecute("UpdateWebhookReceiver", variables)
+        return await schema.aapply_headers(self, data["updateWebhookReceiver"]["webhookReceiver"], headers)
 
     # --- subscriptions ---------------------------------------------------------------------------
 
@@ -823,7 +840,7 @@ class IonHook(BaseHook):
 
             IonAuth(settings, self.retry_policy, logger=self.log).token()
             data = self.execute("Ping")
-            count = (data.get("webhookReceivers") or {}).get("totalCount")
+            count = total_count(data.get("webhookReceivers"))
             return True, (
                 f"Connected to ION: token from {settings.token_url} for client '{settings.client_id}', "
                 f"Ping on {settings.graphql_url} answered ({count} webhook receivers visible)."

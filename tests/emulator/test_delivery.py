@@ -402,7 +402,7 @@ def test_unlimited_fault_and_filters(ion, recorder, hook_url) -> None:
 
 
 def test_graphql_fault_skip(ion, gql: GraphQL) -> None:
-    query = "query ListWebhookReceivers { webhookReceivers { totalCount } }"
+    query = "query ListWebhookReceivers { webhookReceivers { pageInfo { totalCount } } }"
     ion.add_fault("status", status=503, operation="ListWebhookReceivers", skip=1)
     assert gql(query).status_code == 200
     assert gql(query).status_code == 503

@@ -174,7 +174,7 @@ def test_graphql_operator_returns_data_without_secrets(emulator) -> None:
     nodes = result["op"].xcom["webhookReceivers"]["edges"]
     assert nodes == [{"node": {"name": "factory"}}]
     named = run_operator(IonGraphQLOperator, document="ListWebhookReceivers", variables={"first": 5})
-    assert named["op"].xcom["webhookReceivers"]["totalCount"] == 1
+    assert named["op"].xcom["webhookReceivers"]["pageInfo"]["totalCount"] == 1
 
 
 def test_without_secret_is_recursive() -> None:

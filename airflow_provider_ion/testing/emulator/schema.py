@@ -99,11 +99,15 @@ def _parent(table: str, foreign_key: str) -> Any:
     return resolve
 
 
-def _subscription_events(
-    source: dict[str, Any], info: Any, first: int | None = None, after: str | None = None
-) -> dict[str, Any]:
-    events = _store(info).list("events", {"subscriptionId": {"eq": source["id"]}})
-    return connection(events, first=first, after=after)
+def _subscription_events(source: dict[str, Any], info: Any) -> list[dict[str, Any]]:
+    """The manual selects ``events { id status }`` as a plain list."""
+    return _store(info).list("events", {"subscriptionId": {"eq": source["id"]}})
+
+
+def _created_by(source: dict[str, Any], info: Any) -> dict[str, Any] | None:
+    """An object, as the manual selects it (the store keeps the creating client id)."""
+    who = source.get("createdBy")
+    return {"id": who, "email": None} if who is not None else None
 
 
 def _mutation(action: str, table: str, payload_field: str) -> Any:
@@ -141,6 +145,7 @@ def _resolvers() -> dict[tuple[str, str], Any]:
         ("WebhookReceiver", "subscriptions"): _children("subscriptions", "receiverId"),
         ("WebhookSubscription", "receiver"): _parent("receivers", "receiverId"),
         ("WebhookSubscription", "events"): _subscription_events,
+        ("WebhookSubscription", "createdBy"): _created_by,
         ("Run", "issues"): _children("issues", "runId"),
         ("Issue", "run"): _parent("runs", "runId"),
         ("PartInventory", "purchaseOrder"): _parent("purchaseOrders", "purchaseOrderId"),
