@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,37 @@ def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
     """The session's emulator, reset: empty store, no faults, zero stats, no valid tokens."""
     emulator_server.reset()
     return emulator_server
+
+
+@pytest.fixture(scope="session")
+def profiled_emulators() -> Iterator[Callable[[str], EmulatorServer]]:
+    """``get(profile)``: one emulator per profile for the session, started on first use, reset."""
+    servers: dict[str, EmulatorServer] = {}
+
+    def get(profile: str) -> EmulatorServer:
+        if profile not in servers:
+            servers[profile] = EmulatorServer(profile=profile, delivery=DeliverySettings(loopback_only=True)).start()
+        servers[profile].reset()
+        return servers[profile]
+
+    yield get
+    for server in servers.values():
+        server.stop()
+
+
+def define_ion_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, conn_id: str = "ion_default") -> str:
+    """Point the ``AIRFLOW_CONN_<ID>`` connection ``conn_id`` at ``server``; returns ``conn_id``."""
+    import json
+
+    body = {
+        "conn_type": "ion",
+        "login": server.client_id,
+        "password": server.client_secret,
+        "host": server.base_url,
+        "extra": {"token_url": server.token_url},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(body))
+    return conn_id
 
 
 @pytest.fixture(scope="session")

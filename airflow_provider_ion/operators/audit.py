@@ -37,6 +37,7 @@ from airflow_provider_ion.operators.webhooks import (
     store_receiver_secret,
     without_secret,
 )
+from airflow_provider_ion.resources import canonical_resource
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -465,7 +466,7 @@ def _expected_findings(
         )
     subs = subs_by_receiver.get(obj["id"], [])
     for resource, action in entry.subscriptions:
-        same = [s for s in subs if s["resource"] == resource and s["action"] == action]
+        same = [s for s in subs if _same_resource(s["resource"], resource) and s["action"] == action]
         target = {
             "type": "subscription",
             "receiver_id": obj["id"],
@@ -497,7 +498,9 @@ def _expected_findings(
             )
     if entry.prune:
         for sub in subs:
-            if sub.get("active") and (sub["resource"], sub["action"]) not in entry.subscriptions:
+            if sub.get("active") and not any(
+                _same_resource(sub["resource"], r) and sub["action"] == a for r, a in entry.subscriptions
+            ):
                 found.append(
                     Finding(
                         "warning",
@@ -937,3 +940,8 @@ def _resolved_by(finding: Finding, entry: ExpectedWebhooks) -> bool:
     if finding.code == "receiver_without_subscriptions":
         return bool(entry.subscriptions) and _names(finding, entry)
     return False
+
+
+def _same_resource(live: str, expected: str) -> bool:
+    """RUN and RUNS name one resource (ION's docs spell it both ways)."""
+    return live == expected or canonical_resource(live) == canonical_resource(expected)

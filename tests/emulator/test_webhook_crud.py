@@ -95,7 +95,7 @@ def test_subscriptions_link_receivers_both_ways(emulator: EmulatorServer, gql: G
     assert subscription["receiverId"] == receiver["id"]
     assert subscription["active"] is False
     assert subscription["createdBy"] == {"id": emulator.client_id}  # an object, as in ION's manual
-    emulator.store.add_event(subscription["id"], status="SUCCESS")
+    event = emulator.store.add_event(subscription["id"], status="SUCCESS")
     query = """
       query ($id: ID!) {
         webhookReceiver(id: $id) { subscriptions { id resource action receiver { id }
@@ -104,7 +104,7 @@ def test_subscriptions_link_receivers_both_ways(emulator: EmulatorServer, gql: G
     (sub,) = data_of(gql(query, {"id": receiver["id"]}))["webhookReceiver"]["subscriptions"]
     assert sub["id"] == subscription["id"]
     assert (sub["resource"], sub["action"], sub["receiver"]["id"]) == ("RUNS", "CREATE", receiver["id"])
-    assert sub["events"] == [{"id": "1", "status": "SUCCESS", "receiverId": receiver["id"]}]
+    assert sub["events"] == [{"id": str(event["id"]), "status": "SUCCESS", "receiverId": receiver["id"]}]
 
 
 def test_update_subscription_and_unknown_receiver(gql: GraphQL) -> None:

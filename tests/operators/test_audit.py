@@ -355,3 +355,23 @@ def test_scale_5000_subscriptions_50000_events_bounded_requests(emulator) -> Non
     assert requests == report["requests"] <= bound
     assert {f["code"] for f in report["findings"]} == {"delivery_failures"}
     assert len(report["findings"]) == receivers
+
+
+@pytestmark_db
+@pytest.mark.parametrize("profile", ["singular-resources", "int-ids", "no-introspection", "connection-totalcount"])
+def test_audit_on_profiles(profile, profiled_emulators, monkeypatch) -> None:
+    from tests.conftest import define_ion_connection
+
+    server = profiled_emulators(profile)
+    define_ion_connection(monkeypatch, server)
+    spelled = "RUN" if profile == "singular-resources" else "RUNS"
+    factory = server.store.create_receiver({"name": "factory", "webhookUri": URI + "factory"})
+    ok = server.store.create_subscription({"receiverId": factory["id"], "resource": spelled, "action": "CREATE"})
+    server.store.add_event(ok["id"], status="SUCCESS")
+    server.store.add_event(ok["id"], status="FAILED")
+    expected = {"receiver": {"name": "factory", "webhook_uri": URI + "factory"}, "subscriptions": ["RUNS/CREATE"]}
+    result = audit(expected=expected, fail_on="never")
+    assert result["audit"].state == "success"
+    report = result["audit"].xcom
+    assert [f["code"] for f in report["findings"]] == ["delivery_failures"]
+    assert report["counts"]["events"] == 2 and report["counts"]["failing_events"] == 1
