@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("airflow_provider_ion.testing.emulator.cli", "run the ION emulator (GraphQL API, OAuth, webhooks)"),
     "receiver": ("airflow_provider_ion.webhooks.receiver_cli", "serve the webhook receiver on its own"),
     "inbox": ("airflow_provider_ion.webhooks.inbox_cli", "look into the inbox: tail, stats, purge"),
+    "doctor": ("airflow_provider_ion.hooks.doctor", "check a connection's ION against the published API"),
 }
 
 

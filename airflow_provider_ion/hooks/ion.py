@@ -830,15 +830,21 @@ class IonHook(BaseHook):
     # --- UI --------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """For the UI's Test button: fetch a token, then run the Ping query. Says what worked or
-        what failed; never shows the secret."""
+        """For the UI's Test button: the fast part of ``airflow-ion doctor`` (token, introspection,
+        every document against the live schema), then the Ping query. Reports the first problem;
+        never shows the secret."""
         secret: str | None = None
         try:
+            from airflow_provider_ion.hooks.doctor import fast_checks
+
             settings = self.settings
             secret = settings.client_secret
-            from airflow_provider_ion.hooks._auth import IonAuth
-
-            IonAuth(settings, self.retry_policy, logger=self.log).token()
+            failed = [c for c in fast_checks(self) if c.status == "fail"]
+            if failed:
+                first = failed[0]
+                return False, redact(
+                    f"{first.name}: {first.detail}" + (f" ({first.fix})" if first.fix else ""), [secret]
+                )
             data = self.execute("Ping")
             count = total_count(data.get("webhookReceivers"))
             return True, (
