@@ -86,7 +86,7 @@ def define_ion_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServe
         "login": server.client_id,
         "password": server.client_secret,
         "host": server.base_url,
-        "extra": {"token_url": server.token_url},
+        "extra": {"auth_url": server.token_url},
     }
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(body))
     return conn_id

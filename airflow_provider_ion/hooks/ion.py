@@ -155,7 +155,8 @@ class IonHook(BaseHook):
 
     The connection: login = API key client id, password = client secret, host = API URL (optional),
     extras ``environment`` (production, staging/sandbox, gov-staging, gov/gov-production,
-    aus-staging, aus/aus-production), ``token_url``, ``audience``, ``auth_scheme`` ("Bearer" or
+    aus-staging, aus/aus-production), ``auth_url`` (token endpoint; older key: ``token_url``),
+    ``audience``, ``auth_scheme`` ("Bearer" or
     "raw"), ``timeout``, ``verify``, ``max_retries``, ``proxy``.
 
     What the hook guarantees:
