@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format demo clean
+.PHONY: test lint format demo clean contract
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Contract tests: the emulator by default; ION_CONTRACT_CONN=<Airflow connection URI or JSON> for a real
+# tenant (read-only), plus ION_CONTRACT_WRITE=1 to create/update/disable/clean up one test receiver.
+contract: $(STAMP)
+	$(BIN)/python -m pytest tests/contract -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

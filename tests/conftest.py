@@ -77,8 +77,8 @@ def profiled_emulators() -> Iterator[Callable[[str], EmulatorServer]]:
         server.stop()
 
 
-def define_ion_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, conn_id: str = "ion_default") -> str:
-    """Point the ``AIRFLOW_CONN_<ID>`` connection ``conn_id`` at ``server``; returns ``conn_id``."""
+def connection_json(server: EmulatorServer) -> str:
+    """An ``ion`` connection to ``server`` in Airflow's JSON form."""
     import json
 
     body = {
@@ -88,7 +88,12 @@ def define_ion_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServe
         "host": server.base_url,
         "extra": {"auth_url": server.token_url},
     }
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(body))
+    return json.dumps(body)
+
+
+def define_ion_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, conn_id: str = "ion_default") -> str:
+    """Point the ``AIRFLOW_CONN_<ID>`` connection ``conn_id`` at ``server``; returns ``conn_id``."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(server))
     return conn_id
 
 
