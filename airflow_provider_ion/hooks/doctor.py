@@ -57,8 +57,11 @@ class Check:
 def _safe(hook: IonHook, text: str) -> str:
     from airflow_provider_ion.exceptions import redact
 
-    settings = hook._settings
-    return redact(text, [settings.client_secret] if settings is not None else [])
+    try:
+        secret = hook.settings.client_secret
+    except Exception:  # an unusable connection has no secret to hide
+        secret = None
+    return redact(text, [secret])
 
 
 def _connection_and_token(hook: IonHook) -> list[Check]:

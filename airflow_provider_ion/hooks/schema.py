@@ -61,7 +61,7 @@ from graphql import (
 )
 
 from airflow_provider_ion import graphql as documents
-from airflow_provider_ion.exceptions import IonGraphQLError, IonSchemaError
+from airflow_provider_ion.exceptions import IonAuthError, IonGraphQLError, IonSchemaError
 from airflow_provider_ion.resources import resolve_resource
 
 if TYPE_CHECKING:
@@ -465,9 +465,7 @@ def pin_schema(conn_id: str, graphql_url: str, schema: GraphQLSchema | None, ttl
 
 
 def _key(hook: IonHook) -> tuple[str, str]:
-    settings = hook._settings
-    assert settings is not None
-    return (hook.ion_conn_id, settings.graphql_url)
+    return (hook.ion_conn_id, hook.settings.graphql_url)  # settings already read by the caller
 
 
 def _cached(key: tuple[str, str]) -> _Entry | None:
@@ -501,6 +499,15 @@ def _store(
     return live
 
 
+def _unavailable(hook: IonHook, key: tuple[str, str], error: Exception) -> None:
+    with _CACHE_LOCK:
+        first = key not in _DISABLED_LOGGED
+        _DISABLED_LOGGED.add(key)
+    if first:
+        hook.log.warning("ION schema: introspection refused on %s (%s); using the published documents", key[1], error)
+    return None
+
+
 def live_schema(hook: IonHook, *, refresh: bool = False) -> LiveSchema | None:
     """The connection's live schema (introspection, cached per connection+URL and process), or None
     when the server refuses introspection. Auth and transport errors propagate."""
@@ -513,6 +520,8 @@ def live_schema(hook: IonHook, *, refresh: bool = False) -> LiveSchema | None:
         data = hook.execute(_INTROSPECTION)
     except IonGraphQLError as exc:
         return _store(hook, key, None, exc)
+    except IonAuthError as exc:  # e.g. FORBIDDEN for __schema alone: not cached, the real call decides
+        return _unavailable(hook, key, exc)
     return _store(hook, key, data, None)
 
 
@@ -527,6 +536,8 @@ async def alive_schema(hook: IonHook, *, refresh: bool = False) -> LiveSchema | 
         data = await hook.aexecute(_INTROSPECTION)
     except IonGraphQLError as exc:
         return _store(hook, key, None, exc)
+    except IonAuthError as exc:
+        return _unavailable(hook, key, exc)
     return _store(hook, key, data, None)
 
 
