@@ -24,6 +24,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "receiver": ("airflow_provider_ion.webhooks.receiver_cli", "serve the webhook receiver on its own"),
     "inbox": ("airflow_provider_ion.webhooks.inbox_cli", "look into the inbox: tail, stats, purge"),
+    "doctor": ("airflow_provider_ion.hooks.doctor", "check a connection's ION against the published API"),
+    "signature": (
+        "airflow_provider_ion.webhooks.signature_cli",
+        "find the signature scheme of quarantined deliveries; replay them once they verify",
+    ),
 }
 
 

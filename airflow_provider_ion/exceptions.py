@@ -28,6 +28,7 @@ __all__ = [
     "IonNotFoundError",
     "IonPaginationError",
     "IonRetryExhausted",
+    "IonSchemaError",
     "IonTransportError",
     "IonWebhookStateError",
     "redact",
@@ -214,3 +215,35 @@ class IonWebhookStateError(IonError):
         except IonWebhookStateError as err:
             log.error("cannot apply the desired webhooks: %s", err)
     """
+
+
+class IonSchemaError(IonError):
+    """ION's live schema lacks something a document needs (a field, an argument, an input field).
+
+    Raised before the document is sent, so a tenant whose schema differs fails at the first call with
+    the document, the type, the missing name and the closest names the live schema has.
+
+    Example::
+
+        IonSchemaError("ListWebhookReceivers", "WebhookReceiver", "webhookUri", ["webhookUrl", "uri"])
+    """
+
+    def __init__(
+        self,
+        document: str,
+        type_name: str,
+        field: str,
+        closest: Sequence[str] = (),
+        *,
+        what: str = "field",
+        hint: str | None = None,
+    ) -> None:
+        near = f"; closest names there: {', '.join(closest)}" if closest else "; nothing similar there"
+        message = f"GraphQL document {document}: ION's live schema has no {what} {type_name}.{field}{near}. " + (
+            hint or "Run `airflow-ion doctor` to compare every document with this tenant's schema."
+        )
+        super().__init__(message)
+        self.document = document
+        self.type_name = type_name
+        self.field = field
+        self.closest = list(closest)

@@ -62,9 +62,10 @@ def get_provider_info() -> dict[str, Any]:
                             "default": "production",
                         },
                     },
-                    "token_url": {
+                    "auth_url": {
                         "label": "Token URL",
-                        "description": "OAuth2 token endpoint; overrides the environment's.",
+                        "description": "OAuth2 token endpoint; overrides the environment's. "
+                        "(Older connections may say token_url: still read.)",
                         "schema": _NULLABLE_STRING,
                     },
                     "audience": {

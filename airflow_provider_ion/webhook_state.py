@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_ion.exceptions import IonConcurrencyError, IonTransportError, IonWebhookStateError
 from airflow_provider_ion.masking import SECRET_FIELD, mask
+from airflow_provider_ion.resources import canonical_resource
 
 if TYPE_CHECKING:
     from airflow_provider_ion.hooks.ion import IonHook
@@ -360,18 +361,28 @@ def _set_active(
 
 def find_subscriptions(hook: IonHook, receiver_id: str, resource: str, action: str) -> list[dict[str, Any]]:
     """Every subscription of ``receiver_id`` on (resource, action), active ones first."""
+    resource = validate_enum(hook, "ResourceEnum", resource, "resource")  # RUN or RUNS: the live spelling
     found = hook.list_subscriptions(receiver_id, resource=resource, action=action)
     return sorted(found, key=lambda s: (not s.get("active"), int(s["id"]) if str(s["id"]).isdigit() else 0))
 
 
-def validate_enum(hook: IonHook, type_name: str, value: str, what: str) -> None:
-    """Check ``value`` against ION's schema enum ``type_name`` when introspection is available.
+def validate_enum(hook: IonHook, type_name: str, value: str, what: str) -> str:
+    """``value`` as ION's schema enum ``type_name`` spells it (``RUN``/``RUNS``, any case), when
+    introspection is available; ``value`` unchanged otherwise. Logs a respelling.
 
     Never against a list frozen in our code: ION's resource names differ between its own docs.
     """
+    from airflow_provider_ion.hooks.schema import resolve_enum_value
+
     allowed = hook.enum_values(type_name)
-    if allowed is not None and value not in allowed:
+    if allowed is None:
+        return value
+    resolved = resolve_enum_value(value, allowed)
+    if resolved is None:
         raise ValueError(f"{what} {value!r} is not one ION knows; valid values: {', '.join(sorted(allowed))}")
+    if resolved != value:
+        hook.log.info("ION spells %s %r as %r here; using %r", what, value, resolved, resolved)
+    return resolved
 
 
 def ensure_subscription(
@@ -386,8 +397,8 @@ def ensure_subscription(
 ) -> Outcome:
     """Make sure ``receiver_id`` has an active (resource, action) subscription; create or re-enable it."""
     if validate:
-        validate_enum(hook, "ResourceEnum", resource, "resource")
-        validate_enum(hook, "WebhookSubscriptionActions", action, "action")
+        resource = validate_enum(hook, "ResourceEnum", resource, "resource")
+        action = validate_enum(hook, "WebhookSubscriptionActions", action, "action")
     label = f"ION subscription {resource}/{action} on receiver {receiver_id}"
     existing = find_subscriptions(hook, receiver_id, resource, action)
     if existing and if_exists == "fail":
@@ -462,7 +473,9 @@ def ensure_webhooks(
         summary[outcome.change].append(entry)
     if prune:
         for sub in hook.list_subscriptions(found["id"], active=True):
-            if (sub["resource"], sub["action"]) not in pairs:
+            if (canonical_resource(sub["resource"]), sub["action"]) not in {
+                (canonical_resource(r), a) for r, a in pairs
+            }:
                 set_subscription_active(hook, sub["id"], False)
                 summary["disabled"].append(
                     {"subscription": sub["id"], "resource": sub["resource"], "action": sub["action"]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_schema_cache() -> Iterator[None]:
+    """The hook learns ION's schema once per connection and process: every test starts without it."""
+    from airflow_provider_ion.hooks.schema import clear_schema_cache
+
+    clear_schema_cache()
+    yield
+    clear_schema_cache()
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[EmulatorServer]:
     """One real ION emulator (uvicorn in a thread on a free 127.0.0.1 port) for the whole session."""
@@ -49,6 +59,42 @@ def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
     """The session's emulator, reset: empty store, no faults, zero stats, no valid tokens."""
     emulator_server.reset()
     return emulator_server
+
+
+@pytest.fixture(scope="session")
+def profiled_emulators() -> Iterator[Callable[[str], EmulatorServer]]:
+    """``get(profile)``: one emulator per profile for the session, started on first use, reset."""
+    servers: dict[str, EmulatorServer] = {}
+
+    def get(profile: str) -> EmulatorServer:
+        if profile not in servers:
+            servers[profile] = EmulatorServer(profile=profile, delivery=DeliverySettings(loopback_only=True)).start()
+        servers[profile].reset()
+        return servers[profile]
+
+    yield get
+    for server in servers.values():
+        server.stop()
+
+
+def connection_json(server: EmulatorServer) -> str:
+    """An ``ion`` connection to ``server`` in Airflow's JSON form."""
+    import json
+
+    body = {
+        "conn_type": "ion",
+        "login": server.client_id,
+        "password": server.client_secret,
+        "host": server.base_url,
+        "extra": {"auth_url": server.token_url},
+    }
+    return json.dumps(body)
+
+
+def define_ion_connection(monkeypatch: pytest.MonkeyPatch, server: EmulatorServer, conn_id: str = "ion_default") -> str:
+    """Point the ``AIRFLOW_CONN_<ID>`` connection ``conn_id`` at ``server``; returns ``conn_id``."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(server))
+    return conn_id
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,10 @@ Each operation lives once, in ``<OperationName>.graphql`` beside this file. Shar
 in ``fragments.graphql``; :func:`document` appends to an operation exactly the fragments it uses
 (GraphQL rejects unused fragments), so callers always get a complete, valid document.
 
+Fields no public ION page shows carry ``@optional`` (a marker of ours, never sent): see
+:func:`published_document` for the text without it, and :mod:`airflow_provider_ion.hooks.schema` for
+how the hook adapts a document to the live schema.
+
 This module is pure text handling: it imports neither gql nor graphql-core, so DAG files that import
 our operators stay cheap to parse.
 """
@@ -11,15 +15,29 @@ our operators stay cheap to parse.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-__all__ = ["GRAPHQL_DIR", "document", "document_names", "schema_sdl"]
+__all__ = [
+    "GRAPHQL_DIR",
+    "OPTIONAL_DIRECTIVE",
+    "document",
+    "document_names",
+    "published_document",
+    "schema_sdl",
+    "total_count",
+]
+
+OPTIONAL_DIRECTIVE = "optional"
+"Name of the marker directive on fields that no public ION page shows."
 
 GRAPHQL_DIR = Path(__file__).parent
 _SCHEMA_FILE = "schema.graphql"
 _FRAGMENTS_FILE = "fragments.graphql"
 _SPREAD = re.compile(r"\.\.\.\s*([_A-Za-z][_0-9A-Za-z]*)")
+_OPTIONAL = re.compile(r"\s*@optional\b")
 _FRAGMENT_HEAD = re.compile(r"^fragment\s+([_A-Za-z][_0-9A-Za-z]*)\s+on\s", re.MULTILINE)
 
 
@@ -54,6 +72,24 @@ def document(name: str) -> str:
         needed.append(fragment)
         pending.extend(_SPREAD.findall(fragments[fragment]))
     return "\n".join([text.rstrip(), *(fragments[f].rstrip() for f in sorted(needed))]) + "\n"
+
+
+@cache
+def published_document(name: str) -> str:
+    """:func:`document` without the ``@optional`` markers: what is sent when the live schema is unknown."""
+    return _OPTIONAL.sub("", document(name))
+
+
+def total_count(connection: Mapping[str, Any] | None) -> int | None:
+    """A Relay connection's ``totalCount``: inside ``pageInfo`` (ION's pagination guide), else on the
+    connection itself (an older schema); None when neither carries it."""
+    if not connection:
+        return None
+    info = connection.get("pageInfo") or {}
+    value = info.get("totalCount") if isinstance(info, Mapping) else None
+    if value is None:
+        value = connection.get("totalCount")
+    return int(value) if value is not None else None
 
 
 @cache

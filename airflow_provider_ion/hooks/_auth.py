@@ -169,7 +169,7 @@ def _token_form(settings: IonConnectionSettings) -> dict[str, str]:
 
 
 def _check_hint(settings: IonConnectionSettings) -> str:
-    where = f"environment '{settings.environment}'" if settings.environment else "the extra 'token_url'"
+    where = f"environment '{settings.environment}'" if settings.environment else "the extra 'auth_url'"
     return (
         f"check the client id (login '{settings.client_id}') and client secret (password) of connection "
         f"'{settings.conn_id}', and that the API key was created in the ION environment the connection "

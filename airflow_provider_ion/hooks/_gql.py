@@ -54,7 +54,12 @@ except ImportError:  # pragma: no cover - gql 3.5
 
 _NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]*$")
 _SECRET_KEYS = {"sharedsecret", "shared_secret", "secret", "client_secret", "password", "token"}
-CONCURRENCY_CODES = {"CONCURRENCY_CONFLICT", "STALE_ETAG"}
+CONCURRENCY_CODES = {"CONCURRENCY_CONFLICT", "STALE_ETAG", "ETAG_MISMATCH"}
+# ION's error-code page lists "409: The _etag mismatch" but also says GraphQL operations answer HTTP 200
+# even when they fail; the code/message of a stale etag inside a 200's errors[] is not published. So a
+# message that talks about the etag being stale/mismatched/changed counts as a conflict too.
+_STALE_ETAG = re.compile(r"etag", re.IGNORECASE)
+_STALE_WORDS = re.compile(r"mismatch|stale|outdated|changed|conflict|does not match|doesn't match|precondition", re.I)
 NOT_FOUND_CODES = {"NOT_FOUND"}
 AUTH_CODES = {"UNAUTHENTICATED", "FORBIDDEN"}
 
@@ -220,6 +225,11 @@ def _scrub_errors(errors: Any, secrets: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _stale_etag(error: Mapping[str, Any]) -> bool:
+    message = str(error.get("message") or "")
+    return bool(_STALE_ETAG.search(message) and _STALE_WORDS.search(message))
+
+
 def graphql_error(
     errors: Any,
     *,
@@ -235,7 +245,7 @@ def graphql_error(
     codes = {str((e.get("extensions") or {}).get("code") or "").upper() for e in errs}
     message = IonGraphQLError.describe(errs, op.label)
     common = {"operation_name": op.name, "status_code": status_code, "data": data}
-    if status_code == 409 or codes & CONCURRENCY_CODES:
+    if status_code == 409 or codes & CONCURRENCY_CODES or any(_stale_etag(e) for e in errs):
         object_id = _object_id(errs, variables)
         if not errs:
             message = f"{op.label} failed: concurrency conflict (HTTP 409)"

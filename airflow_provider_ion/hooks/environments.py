@@ -219,24 +219,24 @@ def settings_from_connection(
         env = resolve_environment(str(extras["environment"]), conn_id)
 
     api_url = _normalise_url(host, schema=schema, port=port) if host else None
-    token_url = str(extras["token_url"]).strip() if extras.get("token_url") else None
+    token_url = _auth_url(extras, conn_id)
     if env is None and api_url:
         env = next((e for e in ENVIRONMENTS.values() if e.api_url == api_url), None)
     if env is None and api_url and not token_url:
         raise IonConfigError(
             f"Connection {conn_id!r}: API URL {api_url} is not a known ION environment, so the token "
-            "URL cannot be derived; set extra 'token_url' (or extra 'environment')."
+            "URL cannot be derived; set extra 'auth_url' (or extra 'environment')."
         )
     if env is None and not api_url:
         if token_url:
             raise IonConfigError(
-                f"Connection {conn_id!r} has a token_url but no API URL: set host (e.g. "
+                f"Connection {conn_id!r} has an auth_url but no API URL: set host (e.g. "
                 "https://api.buildwithion.com) or extra 'environment'."
             )
         env = ENVIRONMENTS[DEFAULT_ENVIRONMENT]
     api_url = api_url or env.api_url  # type: ignore[union-attr]
     token_url = token_url or env.token_url  # type: ignore[union-attr]
-    for name, url in (("host", api_url), ("token_url", token_url)):
+    for name, url in (("host", api_url), ("auth_url", token_url)):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise IonConfigError(f"Connection {conn_id!r}: {name} {url!r} is not an http(s) URL.")
@@ -271,3 +271,20 @@ def settings_from_connection(
         ),
         proxy=str(extras["proxy"]) if extras.get("proxy") else None,
     )
+
+
+def _auth_url(extras: Mapping[str, Any], conn_id: str) -> str | None:
+    """The token endpoint from extra ``auth_url``, or from the older key ``token_url``.
+
+    Renamed because Airflow hides the value of every connection extra whose key contains "token"
+    (``DEFAULT_SENSITIVE_FIELDS`` in airflow/sdk/_shared/secrets_masker/secrets_masker.py), so the
+    URL a user must check printed as ``***`` in errors and logs. The old key keeps working.
+    """
+    new = str(extras["auth_url"]).strip() if extras.get("auth_url") else None
+    old = str(extras["token_url"]).strip() if extras.get("token_url") else None
+    if new and old and new != old:
+        raise IonConfigError(
+            f"Connection {conn_id!r} has both extra 'auth_url' ({new}) and the older 'token_url' with a "
+            "different value; keep only 'auth_url'."
+        )
+    return new or old

@@ -39,6 +39,7 @@ from airflow_provider_ion.exceptions import (
     IonPaginationError,
     redact,
 )
+from airflow_provider_ion.graphql import total_count
 from airflow_provider_ion.hooks.environments import IonConnectionSettings, settings_from_connection
 from airflow_provider_ion.masking import mask
 
@@ -155,7 +156,8 @@ class IonHook(BaseHook):
 
     The connection: login = API key client id, password = client secret, host = API URL (optional),
     extras ``environment`` (production, staging/sandbox, gov-staging, gov/gov-production,
-    aus-staging, aus/aus-production), ``token_url``, ``audience``, ``auth_scheme`` ("Bearer" or
+    aus-staging, aus/aus-production), ``auth_url`` (token endpoint; older key: ``token_url``),
+    ``audience``, ``auth_scheme`` ("Bearer" or
     "raw"), ``timeout``, ``verify``, ``max_retries``, ``proxy``.
 
     What the hook guarantees:
@@ -330,9 +332,9 @@ class IonHook(BaseHook):
         :raises IonAuthError: credentials refused (token endpoint, or 401 after one refresh, or 403).
         :raises IonTransportError: HTTP failure; ``IonRetryExhausted`` when retries ran out.
         """
-        from airflow_provider_ion.hooks import _gql
+        from airflow_provider_ion.hooks import _gql, schema
 
-        op = self._operation(document, operation_name)
+        op, variables = schema.prepare(self, document, variables, operation_name)
         session = self._session()
         args, kwargs = _gql.call_args(op, variables)
         self.operations_sent += 1
@@ -463,7 +465,11 @@ class IonHook(BaseHook):
                 active, headers,
             )
         }  # fmt: skip
-        return self._created_receiver(self.execute("CreateWebhookReceiver", variables))
+        from airflow_provider_ion.hooks import schema
+
+        variables, headers = schema.split_headers(self, "CreateWebhookReceiver", variables)
+        created = self._created_receiver(self.execute("CreateWebhookReceiver", variables))
+        return schema.apply_headers(self, created, headers)
 
     @staticmethod
     def _receiver_update(receiver_id: str | int, etag: str, changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -482,8 +488,12 @@ class IonHook(BaseHook):
 
         :raises IonConcurrencyError: the etag is stale; re-read and re-apply.
         """
-        data = self.execute("UpdateWebhookReceiver", self._receiver_update(receiver_id, etag, changes))
-        return data["updateWebhookReceiver"]["webhookReceiver"]
+        from airflow_provider_ion.hooks import schema
+
+        variables = self._receiver_update(receiver_id, etag, changes)
+        variables, headers = schema.split_headers(self, "UpdateWebhookReceiver", variables)
+        data = self.execute("UpdateWebhookReceiver", variables)
+        return schema.apply_headers(self, data["updateWebhookReceiver"]["webhookReceiver"], headers)
 
     # --- subscriptions ---------------------------------------------------------------------------
 
@@ -618,17 +628,23 @@ class IonHook(BaseHook):
     # --- UI --------------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """For the UI's Test button: fetch a token, then run the Ping query. Says what worked or
-        what failed; never shows the secret."""
+        """For the UI's Test button: the fast part of ``airflow-ion doctor`` (token, introspection,
+        every document against the live schema), then the Ping query. Reports the first problem;
+        never shows the secret."""
         secret: str | None = None
         try:
+            from airflow_provider_ion.hooks.doctor import fast_checks
+
             settings = self.settings
             secret = settings.client_secret
-            from airflow_provider_ion.hooks._auth import IonAuth
-
-            IonAuth(settings, self.retry_policy, logger=self.log).token()
+            failed = [c for c in fast_checks(self) if c.status == "fail"]
+            if failed:
+                first = failed[0]
+                return False, redact(
+                    f"{first.name}: {first.detail}" + (f" ({first.fix})" if first.fix else ""), [secret]
+                )
             data = self.execute("Ping")
-            count = (data.get("webhookReceivers") or {}).get("totalCount")
+            count = total_count(data.get("webhookReceivers"))
             return True, (
                 f"Connected to ION: token from {settings.token_url} for client '{settings.client_id}', "
                 f"Ping on {settings.graphql_url} answered ({count} webhook receivers visible)."

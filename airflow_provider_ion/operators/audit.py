@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_ion.graphql import total_count
 from airflow_provider_ion.masking import mask
 from airflow_provider_ion.operators.audit_checks import (
     FAILING_STATUSES,
@@ -169,7 +170,7 @@ class IonWebhookAuditOperator(IonBaseOperator):
         receivers = list(hook.paginate("ListWebhookReceivers", {"filters": None}, page_size=self.page_size))
         subscriptions = list(hook.paginate("ListWebhookSubscriptions", {"filters": None}, page_size=self.page_size))
         window = {"createdAt": {"gte": since.isoformat()}}
-        total = hook.execute("ListWebhookEvents", {"first": 1, "filters": window})["webhookEvents"]["totalCount"]
+        total = total_count(hook.execute("ListWebhookEvents", {"first": 1, "filters": window})["webhookEvents"]) or 0
         failing_filter = {"filters": {**window, "status": {"in": list(FAILING_STATUSES)}}}
         failing = list(hook.paginate("ListWebhookEvents", failing_filter, page_size=self.page_size))
         return AuditSnapshot(without_secret(receivers), subscriptions, failing, events_in_window=int(total))

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from airflow_provider_ion.resources import canonical_resource
 from airflow_provider_ion.webhook_state import is_loopback, parse_subscriptions, without_secret
 
 __all__ = [
@@ -462,7 +463,7 @@ def _expected_findings(
         )
     subs = subs_by_receiver.get(obj["id"], [])
     for resource, action in entry.subscriptions:
-        same = [s for s in subs if s["resource"] == resource and s["action"] == action]
+        same = [s for s in subs if _same_resource(s["resource"], resource) and s["action"] == action]
         target = {
             "type": "subscription",
             "receiver_id": obj["id"],
@@ -494,7 +495,9 @@ def _expected_findings(
             )
     if entry.prune:
         for sub in subs:
-            if sub.get("active") and (sub["resource"], sub["action"]) not in entry.subscriptions:
+            if sub.get("active") and not any(
+                _same_resource(sub["resource"], r) and sub["action"] == a for r, a in entry.subscriptions
+            ):
                 found.append(
                     Finding(
                         "warning",
@@ -594,3 +597,8 @@ def is_resolved_by(finding: Finding, entry: ExpectedWebhooks) -> bool:
     if finding.code == "receiver_without_subscriptions":
         return bool(entry.subscriptions) and _names(finding, entry)
     return False
+
+
+def _same_resource(live: str, expected: str) -> bool:
+    """RUN and RUNS name one resource (ION's docs spell it both ways)."""
+    return live == expected or canonical_resource(live) == canonical_resource(expected)

@@ -61,6 +61,21 @@ def test_event_driven_dags_are_scheduled_on_ion_assets(bag) -> None:
 
 @pytest.mark.usefixtures("airflow_db", "ion_default_conn")
 def test_setup_is_safe_to_run_twice_and_teardown_disables(emulator) -> None:
+    _setup_twice_then_teardown(emulator)
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_setup_and_teardown_on_singular_resource_names(profiled_emulators, monkeypatch) -> None:
+    """The DAGs say RUNS/ISSUES/PURCHASE_ORDERS; an ION whose enum is singular gets RUN/ISSUE/PURCHASE_ORDER."""
+    from tests.conftest import define_ion_connection
+
+    server = profiled_emulators("singular-resources")
+    define_ion_connection(monkeypatch, server)
+    _setup_twice_then_teardown(server)
+    assert {s["resource"] for s in server.store.list("subscriptions")} == {"RUN", "ISSUE", "PURCHASE_ORDER"}
+
+
+def _setup_twice_then_teardown(emulator) -> None:
     base = "https://airflow.example.com"
     first = run_dag_file(DAGS / "ion_webhooks_setup.py", conf={"airflow_url": base})
     assert first.state == "success"

@@ -52,10 +52,10 @@ def test_cli_serves_token_and_graphql(tmp_path: Path) -> None:
         token = httpx.post(base + TOKEN_PATH, data=form).json()["access_token"]
         response = httpx.post(
             base + "/graphql",
-            json={"query": "query Ping { webhookReceivers(first: 1) { totalCount } }"},
+            json={"query": "query Ping { webhookReceivers(first: 1) { pageInfo { totalCount } } }"},
             headers={"Authorization": f"Bearer {token}"},
         )
-        assert response.json() == {"data": {"webhookReceivers": {"totalCount": 0}}}
+        assert response.json() == {"data": {"webhookReceivers": {"pageInfo": {"totalCount": 0}}}}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=15)[0].decode()

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_ion.graphql import document
+from airflow_provider_ion.graphql import published_document as document
 from airflow_provider_ion.testing.emulator.app import create_app
 from airflow_provider_ion.testing.emulator.core import Emulator
 from airflow_provider_ion.testing.emulator.faults import make_fault

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airflow_provider_ion.graphql import document
+from airflow_provider_ion.graphql import published_document as document
 from airflow_provider_ion.testing.emulator.server import EmulatorServer
 from airflow_provider_ion.testing.emulator.store import Store
 

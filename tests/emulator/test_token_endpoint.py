@@ -12,7 +12,7 @@ from airflow_provider_ion.testing.emulator.server import EmulatorServer
 
 from .helpers import fetch_token
 
-PING = "query Ping { webhookReceivers(first: 1) { totalCount } }"
+PING = "query Ping { webhookReceivers(first: 1) { pageInfo { totalCount } } }"
 
 
 def _form(server: EmulatorServer, **overrides: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from airflow_provider_ion.hooks._gql import operation
 def test_every_document_loads_by_name(name: str) -> None:
     op = operation(name)
     assert op.name == name
-    assert op.is_mutation == name.startswith(("Create", "Update"))
+    assert op.is_mutation == name.startswith(("Create", "Update", "Delete", "AddHeader", "RemoveHeader"))
 
 
 def test_names_and_text_are_parsed_once() -> None:

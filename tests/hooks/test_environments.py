@@ -129,15 +129,15 @@ def test_constructor_overrides_extras() -> None:
         ({"login": ""}, None, r"has no client id \(login\)"),
         ({"password": None}, None, r"Connection 'ion_test' has no client secret \(password\)"),
         ({}, {"environment": "prod"}, r"unknown environment 'prod'; choose one of: production, staging"),
-        ({"host": "https://ion.example.com"}, None, r"not a known ION environment.*set extra 'token_url'"),
-        ({}, {"token_url": "https://a/t"}, r"has a token_url but no API URL"),
+        ({"host": "https://ion.example.com"}, None, r"not a known ION environment.*set extra 'auth_url'"),
+        ({}, {"token_url": "https://a/t"}, r"has an auth_url but no API URL"),
         ({}, {"timeout": "soon"}, r"extra 'timeout' must be a number"),
         ({}, {"timeout": 0}, r"extra 'timeout' must be a number >= 0.001"),
         ({}, {"max_retries": -1}, r"extra 'max_retries' must be an integer >= 0"),
         ({}, {"max_retries": True}, r"extra 'max_retries' must be an integer"),
         ({}, {"verify": "maybe"}, r"extra 'verify' must be true, false or the path"),
         ({"host": "ftp://x"}, {"token_url": "https://a/t"}, r"host 'ftp://x' is not an http\(s\) URL"),
-        ({}, {"environment": "gov", "token_url": "nope"}, r"token_url 'nope' is not an http\(s\) URL"),
+        ({}, {"environment": "gov", "token_url": "nope"}, r"auth_url 'nope' is not an http\(s\) URL"),
     ],
 )
 def test_errors_name_the_connection_and_the_field(fields, extra, message) -> None:
@@ -182,3 +182,33 @@ def test_incomplete_connection_fails_clearly(ion_connection) -> None:
     conn_id = ion_connection("ion_half", password=None, environment="staging")
     with pytest.raises(IonConfigError, match=r"Connection 'ion_half' has no client secret \(password\)"):
         _ = IonHook(conn_id).settings
+
+
+def test_auth_url_is_the_extra_and_token_url_still_works() -> None:
+    new = settings_from_connection(
+        "c",
+        login="id",
+        password="pw",
+        host="https://ion.example.test",
+        extra={"auth_url": "https://auth.example.test/t"},
+    )
+    old = settings_from_connection(
+        "c",
+        login="id",
+        password="pw",
+        host="https://ion.example.test",
+        extra={"token_url": "https://auth.example.test/t"},
+    )
+    assert new.token_url == old.token_url == "https://auth.example.test/t"
+    with pytest.raises(IonConfigError, match="keep only 'auth_url'"):
+        settings_from_connection(
+            "c", login="id", password="pw", host="https://ion.example.test",
+            extra={"auth_url": "https://a.example.test/t", "token_url": "https://b.example.test/t"},
+        )  # fmt: skip
+
+
+def test_airflow_hides_token_url_but_not_auth_url() -> None:
+    # Why the extra was renamed: Airflow masks extras whose key contains "token" (DEFAULT_SENSITIVE_FIELDS).
+    from airflow.sdk.execution_time.secrets_masker import should_hide_value_for_key
+
+    assert should_hide_value_for_key("token_url") and not should_hide_value_for_key("auth_url")

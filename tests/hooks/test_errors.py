@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 import respx
+from graphql import build_schema
 
 from airflow_provider_ion.exceptions import (
     IonAuthError,
@@ -25,8 +26,10 @@ from airflow_provider_ion.exceptions import (
     IonRetryExhausted,
     IonTransportError,
 )
+from airflow_provider_ion.graphql import schema_sdl
 from airflow_provider_ion.hooks import _retry
 from airflow_provider_ion.hooks.ion import IonHook
+from airflow_provider_ion.hooks.schema import pin_schema
 
 from .conftest import CLIENT_SECRET, SHARED_SECRET
 
@@ -52,7 +55,10 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 @pytest.fixture
 def hook(ion_connection) -> IonHook:
     conn_id = ion_connection("ion_mock", host=API, token_url=TOKEN_URL, max_retries=3)
-    return IonHook(conn_id, backoff_base=0.001, backoff_cap=0.002)
+    hook = IonHook(conn_id, backoff_base=0.001, backoff_cap=0.002)
+    # These tests mock single HTTP exchanges: give the hook the published schema instead of introspecting.
+    pin_schema(conn_id, hook.graphql_url, build_schema(schema_sdl()))
+    return hook
 
 
 @pytest.fixture

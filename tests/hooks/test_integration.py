@@ -15,18 +15,26 @@ from airflow_provider_ion.exceptions import (
     IonRetryExhausted,
     IonTransportError,
 )
-from airflow_provider_ion.hooks.ion import IonHook
+from airflow_provider_ion.hooks.ion import IonHook, clear_token_cache
+from airflow_provider_ion.hooks.schema import live_schema
 
 
 @pytest.fixture
 def conn_id(emulator, ion_connection) -> str:
-    return ion_connection(
+    conn_id = ion_connection(
         "ion_emulator",
         login=emulator.client_id,
         password=emulator.client_secret,
         host=emulator.base_url,
         token_url=emulator.token_url,
     )
+    # Learn the schema first (one introspection per connection and process), then start the counts
+    # from zero: the tests below count the requests of the calls they make.
+    with IonHook(conn_id) as warm:
+        assert live_schema(warm) is not None
+    clear_token_cache()
+    emulator.reset()
+    return conn_id
 
 
 def make_hook(conn_id: str, **kw) -> IonHook:

@@ -170,8 +170,9 @@ def test_clean_setup_has_no_findings_and_costs_four_requests(emulator) -> None:
         "events": 2,
         "failing_events": 0,
     }
-    # receivers, subscriptions, events-in-window count, failing events: one page each
-    assert report["requests"] == 4 == sent(emulator) - before
+    # the connection's one schema introspection (per process), then receivers, subscriptions,
+    # events-in-window count, failing events: one page each
+    assert report["requests"] == 1 + 4 == sent(emulator) - before
     assert report["inbox"] == {"checked": False, "reason": "disabled"}
 
 
@@ -267,7 +268,7 @@ def test_fix_repairs_the_drift_and_the_next_audit_is_clean(emulator) -> None:
     assert ("disabled", "PARTS", "UPDATE", None) in changes
     assert ("disabled", "ISSUES", "CREATE", "duplicate") in changes
     assert ("created", "RECEIPTS", "CREATE", None) in changes
-    assert report["requests"] > report["read_requests"] == 4
+    assert report["requests"] > report["read_requests"] == 1 + 4  # + the schema introspection
 
     names = {r["name"]: r for r in emulator.store.list("receivers")}
     assert names["sleepy"]["active"] and "new-line" in names
@@ -336,8 +337,12 @@ def test_scale_5000_subscriptions_50000_events_bounded_requests(emulator) -> Non
     seconds = time.monotonic() - started
     report = result["audit"].xcom
     requests = sent(emulator) - before
-    bound = (
-        math.ceil(receivers / 500) + math.ceil(receivers * per_receiver / 500) + 1 + math.ceil(failing_in_window / 500)
+    bound = (  # + 1: the connection's schema introspection (once per process)
+        1
+        + math.ceil(receivers / 500)
+        + math.ceil(receivers * per_receiver / 500)
+        + 1
+        + math.ceil(failing_in_window / 500)
     )
     print(
         f"\nscale: {receivers * per_receiver} subscriptions, {events} events ({in_window} in window, "
@@ -350,3 +355,23 @@ def test_scale_5000_subscriptions_50000_events_bounded_requests(emulator) -> Non
     assert requests == report["requests"] <= bound
     assert {f["code"] for f in report["findings"]} == {"delivery_failures"}
     assert len(report["findings"]) == receivers
+
+
+@pytestmark_db
+@pytest.mark.parametrize("profile", ["singular-resources", "int-ids", "no-introspection", "connection-totalcount"])
+def test_audit_on_profiles(profile, profiled_emulators, monkeypatch) -> None:
+    from tests.conftest import define_ion_connection
+
+    server = profiled_emulators(profile)
+    define_ion_connection(monkeypatch, server)
+    spelled = "RUN" if profile == "singular-resources" else "RUNS"
+    factory = server.store.create_receiver({"name": "factory", "webhookUri": URI + "factory"})
+    ok = server.store.create_subscription({"receiverId": factory["id"], "resource": spelled, "action": "CREATE"})
+    server.store.add_event(ok["id"], status="SUCCESS")
+    server.store.add_event(ok["id"], status="FAILED")
+    expected = {"receiver": {"name": "factory", "webhook_uri": URI + "factory"}, "subscriptions": ["RUNS/CREATE"]}
+    result = audit(expected=expected, fail_on="never")
+    assert result["audit"].state == "success"
+    report = result["audit"].xcom
+    assert [f["code"] for f in report["findings"]] == ["delivery_failures"]
+    assert report["counts"]["events"] == 2 and report["counts"]["failing_events"] == 1

@@ -159,12 +159,15 @@ def test_unknown_resource_fails_listing_the_valid_ones(emulator) -> None:
     from airflow_provider_ion.webhook_state import ensure_subscription
 
     receiver = create()["op"].xcom
-    with IonHook() as hook, pytest.raises(ValueError, match=r"resource 'RUN' is not one ION knows.*RUNS"):
-        ensure_subscription(hook, receiver["id"], "RUN", "CREATE")
+    with IonHook() as hook, pytest.raises(ValueError, match=r"resource 'WIDGET' is not one ION knows.*RUNS"):
+        ensure_subscription(hook, receiver["id"], "WIDGET", "CREATE")
     assert (
-        run_operator(IonCreateWebhookSubscriptionOperator, receiver="factory", resource="RUN", action="CREATE").state
+        run_operator(IonCreateWebhookSubscriptionOperator, receiver="factory", resource="WIDGET", action="CREATE").state
         == "failed"
     )
+    # Either spelling, any case: resolved to the value the live enum has (RUNS here).
+    with IonHook() as hook:
+        assert ensure_subscription(hook, receiver["id"], "run", "create").obj["resource"] == "RUNS"
 
 
 def test_disable_and_enable_receiver_write_only_when_needed(emulator) -> None:
@@ -231,7 +234,7 @@ def test_graphql_operator_returns_data_without_secrets(emulator) -> None:
     nodes = result["op"].xcom["webhookReceivers"]["edges"]
     assert nodes == [{"node": {"name": "factory"}}]
     named = run_operator(IonGraphQLOperator, document="ListWebhookReceivers", variables={"first": 5})
-    assert named["op"].xcom["webhookReceivers"]["totalCount"] == 1
+    assert named["op"].xcom["webhookReceivers"]["pageInfo"]["totalCount"] == 1
 
 
 def test_without_secret_is_recursive() -> None:
@@ -320,3 +323,29 @@ def test_task_retry_after_a_failed_attempt_finds_the_receiver(emulator) -> None:
     assert result.state == "success"
     assert len(emulator.store.list("receivers")) == 1
     assert emulator.stats["graphql_operations"]["CreateWebhookReceiver"] == 1
+
+
+# ---- ION as it may turn out to be: the operators on emulator profiles --------------------------
+@pytest.mark.parametrize("profile", ["singular-resources", "int-ids", "header-mutations", "etag-in-200"])
+def test_operators_on_profiles(profile, profiled_emulators, monkeypatch) -> None:
+    from tests.conftest import define_ion_connection
+
+    server = profiled_emulators(profile)
+    define_ion_connection(monkeypatch, server)
+    spec = {"name": "factory", "webhook_uri": URI, "headers": {"X-Plant": "1"}}
+    first = run_operator(IonEnsureWebhooksOperator, receiver=spec, subscriptions=["RUNS/CREATE", "issue/update"])
+    assert first.state == "success"
+    assert len(first["op"].xcom["created"]) == 3
+    live = {(s["resource"], s["action"]) for s in server.store.list("subscriptions")}
+    plural = profile != "singular-resources"
+    assert live == ({("RUNS", "CREATE"), ("ISSUES", "UPDATE")} if plural else {("RUN", "CREATE"), ("ISSUE", "UPDATE")})
+    again = run_operator(
+        IonEnsureWebhooksOperator, receiver="factory", subscriptions=["RUN/CREATE", "ISSUES/UPDATE"], prune=True
+    )
+    assert again["op"].xcom["created"] == [] and again["op"].xcom["disabled"] == []
+    [stored] = server.store.list("receivers")
+    assert [(h["key"], h["value"]) for h in stored["headers"]] == [("X-Plant", "1")]
+    writes = _interfere(server, monkeypatch, times=2)  # stale etags: 409 or inside a 200, per profile
+    result = run_operator(IonDisableWebhookReceiverOperator, receiver="factory", max_conflict_retries=3)
+    assert result.state == "success" and len(writes) == 2
+    assert server.store.get("receivers", stored["id"])["active"] is False

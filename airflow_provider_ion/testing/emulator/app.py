@@ -34,16 +34,21 @@ def create_app(emulator: Emulator | None = None, deliveries: Deliveries | None =
     """An ASGI app serving ``emulator`` (a fresh in-memory one by default) at ``app.state.emulator``,
     delivering webhooks with ``deliveries`` (a new worker on the emulator's store by default; pass one
     to choose its settings, and create one per store only, or every change is delivered twice)."""
+    emulator = emulator if emulator is not None else Emulator()
+    # The default profile serves both token paths (clients configured either way work); the
+    # legacy-token-path profile serves only the old one, as an old Keycloak does.
+    token_paths = (
+        [emulator.profile.token_path] if emulator.profile.token_path != TOKEN_PATH else [TOKEN_PATH, LEGACY_TOKEN_PATH]
+    )
     app = Starlette(
         routes=[
-            Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
-            Route(LEGACY_TOKEN_PATH, token_endpoint, methods=["POST"]),
+            *(Route(path, token_endpoint, methods=["POST"]) for path in token_paths),
             Route("/graphql", graphql_endpoint, methods=["POST"]),
             *CONTROL_ROUTES,
             *DELIVERY_ROUTES,
             *OBJECT_ROUTES,
         ]
     )
-    app.state.emulator = emulator if emulator is not None else Emulator()
+    app.state.emulator = emulator
     app.state.deliveries = deliveries if deliveries is not None else Deliveries(app.state.emulator.store)
     return app

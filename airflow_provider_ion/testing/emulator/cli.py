@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let non-loopback clients use the unauthenticated /_emulator control routes",
     )
+    from airflow_provider_ion.testing.emulator.profiles import PROFILES
+
+    parser.add_argument(
+        "--profile",
+        default="default",
+        choices=list(PROFILES),
+        help="which ION to emulate: " + "; ".join(f"{p.name}: {p.description}" for p in PROFILES.values()),
+    )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     _add_delivery_arguments(parser.add_argument_group("webhook delivery"))
     client_cli.add_subcommands(parser)
@@ -97,8 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from airflow_provider_ion.testing.emulator.app import create_app
     from airflow_provider_ion.testing.emulator.core import Emulator
     from airflow_provider_ion.testing.emulator.delivery import Deliveries
-    from airflow_provider_ion.testing.emulator.server import bind_socket
-    from airflow_provider_ion.testing.emulator.token_endpoint import TOKEN_PATH
+    from airflow_provider_ion.testing.emulator.server import bind_socket, with_profile_signature
 
     if args.token_lifetime < 1:
         print("--token-lifetime must be at least 1 second", file=sys.stderr)
@@ -114,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
         token_lifetime=args.token_lifetime,
         state_file=args.state_file,
         allow_remote_control=args.allow_remote_control,
+        profile=getattr(args, "profile", None),
     )
+    settings = with_profile_signature(settings, emulator.profile)
     deliveries = Deliveries(emulator.store, settings)
     try:
         sock = bind_socket(args.host, args.port)
@@ -125,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{port}"
     waits = ",".join(f"{s:g}" for s in settings.retry_schedule)
     print(
-        f"ION emulator on {base}\n  GraphQL: {base}/graphql\n  token:   {base}{TOKEN_PATH}\n"
+        f"ION emulator on {base} (profile {emulator.profile.name}: {emulator.profile.description})\n"
+        f"  GraphQL: {base}/graphql\n  token:   {base}{emulator.profile.token_path}\n"
         f"  client id: {args.client_id}\n  state: {args.state_file or 'in memory'}\n"
         f"  webhook retries: {settings.attempts} attempts, waits {waits} s",
         flush=True,

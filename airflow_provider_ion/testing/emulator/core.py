@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from airflow_provider_ion.testing.emulator.faults import FaultQueue
+from airflow_provider_ion.testing.emulator.profiles import Profile, get_profile
 from airflow_provider_ion.testing.emulator.schema import build_emulator_schema
 from airflow_provider_ion.testing.emulator.stats import Stats
 from airflow_provider_ion.testing.emulator.store import Store
@@ -25,12 +26,14 @@ class Emulator:
         token_lifetime: int = 300,
         state_file: str | os.PathLike[str] | None = None,
         allow_remote_control: bool = False,
+        profile: str | Profile | None = None,
     ) -> None:
-        self.store = Store(state_file)
+        self.profile = get_profile(profile)
+        self.store = Store(state_file, int_ids=self.profile.id_type == "Int")
         self.tokens = TokenIssuer(client_id, client_secret, token_lifetime)
         self.faults = FaultQueue()
         self.stats = Stats()
-        self.schema = build_emulator_schema()
+        self.schema = build_emulator_schema(self.profile)
         self.default_token_lifetime = token_lifetime
         self.allow_remote_control = allow_remote_control
 

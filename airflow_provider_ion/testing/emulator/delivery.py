@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_provider_ion.resources import canonical_resource
 from airflow_provider_ion.testing.emulator.delivery_attempt import AttemptResult, Job, attempt
 from airflow_provider_ion.testing.emulator.delivery_faults import DeliveryFault, DeliveryFaultQueue
 from airflow_provider_ion.testing.emulator.delivery_http import HttpSender
@@ -102,7 +103,9 @@ class Deliveries:
         jobs: list[Job] = []
         with self.store.bulk():
             for sub in self.store.list("subscriptions"):
-                if not sub["active"] or sub["resource"] != resource or sub["action"] != action:
+                # Either spelling matches (RUNS/RUN): domain changes name resources the plural way, a
+                # profile's enum may spell them singular; the body carries the subscription's own value.
+                if not sub["active"] or sub["action"] != action or not _same_resource(sub["resource"], resource):
                     continue
                 receiver = self.store.get("receivers", sub["receiverId"])
                 if receiver is None or not receiver["active"]:
@@ -111,14 +114,14 @@ class Deliveries:
                 body = {
                     "event_id": event["id"],
                     "subscription_id": sub["id"],
-                    "resource": resource,
+                    "resource": sub["resource"],
                     "action": action,
                     "data": data,
                     "created_at": event["createdAt"],
                 }
                 events.append(self.store.update_event(event["id"], payload=body))
                 raw = json.dumps(body, default=str).encode()
-                jobs.append(Job(event["id"], sub["id"], receiver["id"], resource, action, raw))
+                jobs.append(Job(event["id"], sub["id"], receiver["id"], sub["resource"], action, raw))
             self._submit(jobs)
         return events
 
@@ -341,3 +344,10 @@ class Deliveries:
             if old is not None:
                 asyncio.get_running_loop().create_task(old.aclose())
         return self._sender
+
+
+def _same_resource(a: str, b: str) -> bool:
+    try:
+        return a == b or canonical_resource(a) == canonical_resource(b)
+    except ValueError:
+        return False

@@ -10,7 +10,11 @@ connection itself (duplicate copies, mid-request and after-answer drops).
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import ipaddress
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,13 +74,34 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def request_headers(receiver: Mapping[str, Any], body: bytes, scheme: SignatureScheme) -> dict[str, str]:
+STANDARD_WEBHOOKS_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+def standard_webhooks_headers(body: bytes, secret: str, msg_id: str, timestamp: int) -> dict[str, str]:
+    """Standard Webhooks signing: ``v1,<base64 HMAC-SHA256(secret, "id.timestamp.body")>``."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": "v1," + base64.b64encode(digest).decode("ascii"),
+    }
+
+
+def request_headers(
+    receiver: Mapping[str, Any], body: bytes, scheme: SignatureScheme, style: str = "ion"
+) -> dict[str, str]:
     """Custom headers of the receiver, then content type, signature and user agent."""
     headers = {str(h["key"]): str(h["value"]) for h in receiver.get("headers") or []}
-    for key in [k for k in headers if k.lower() in ("content-type", "content-length", scheme.header)]:
+    reserved = ("content-type", "content-length", scheme.header, *STANDARD_WEBHOOKS_HEADERS)
+    for key in [k for k in headers if k.lower() in reserved]:
         del headers[key]
     headers["content-type"] = receiver["contentType"]
-    headers[scheme.header] = sign(body, receiver["sharedSecret"], scheme)
+    if style == "standard-webhooks":
+        msg_id = "msg_" + hashlib.sha256(body).hexdigest()[:24]  # the same for every retry of one body
+        headers.update(standard_webhooks_headers(body, receiver["sharedSecret"], msg_id, int(time.time())))
+    else:
+        headers[scheme.header] = sign(body, receiver["sharedSecret"], scheme)
     headers.setdefault("user-agent", USER_AGENT)
     return headers
 
@@ -100,7 +125,7 @@ async def attempt(
     problem = refusal(url, settings)
     if problem is not None:
         return AttemptResult(False, error=problem, final=True, requests=0)
-    headers = request_headers(receiver, job.body, settings.scheme)
+    headers = request_headers(receiver, job.body, settings.scheme, settings.signature_style)
     if fault is not None and fault.kind == "drop":
         return await _dropped(sender, url, job.body, headers, settings, fault.when)
     copies = fault.copies if fault is not None and fault.kind == "duplicate" else 1

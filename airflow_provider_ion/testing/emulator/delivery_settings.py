@@ -29,6 +29,9 @@ class DeliverySettings:
     - ``timeout``: seconds one attempt may take (connect + send + answer) before it counts as failed.
     - ``concurrency``: attempts in flight at once, over all receivers.
     - ``scheme``: how bodies are signed (header, algorithm, encoding, prefix).
+    - ``signature_style``: ``"ion"`` (one header per :attr:`scheme`) or ``"standard-webhooks"``
+      (``webhook-id``, ``webhook-timestamp``, ``webhook-signature: v1,<base64 HMAC-SHA256 of
+      id.timestamp.body>``; the emulator keys it with the sharedSecret's bytes).
     - ``accept_any_2xx``: success is the receiver's ``expectedResponseCode``, which is what ION's docs
       describe; with this set, any 2xx counts too. Off by default: the stricter sender is the better
       test of a receiver (one that passes here passes a lenient ION as well).
@@ -44,6 +47,7 @@ class DeliverySettings:
     timeout: float = 10.0
     concurrency: int = 16
     scheme: SignatureScheme = DEFAULT_SCHEME
+    signature_style: str = "ion"
     accept_any_2xx: bool = False
     allow_http_loopback: bool = True
     verify_tls: bool = True
@@ -64,6 +68,8 @@ class DeliverySettings:
             raise ValueError(f"concurrency must be a positive integer, got {self.concurrency!r}")
         if not isinstance(self.scheme, SignatureScheme):
             raise ValueError("scheme must be a SignatureScheme")
+        if self.signature_style not in ("ion", "standard-webhooks"):
+            raise ValueError(f"signature_style must be 'ion' or 'standard-webhooks', got {self.signature_style!r}")
 
     @property
     def attempts(self) -> int:

@@ -16,9 +16,18 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSchema, execute, parse, validate
+from graphql import (
+    GraphQLError,
+    GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
+    execute,
+    parse,
+    specified_rules,
+    validate,
+)
 
 from airflow_provider_ion.testing.emulator.errors import ConcurrencyConflict, EmulatorError
+from airflow_provider_ion.testing.emulator.profiles import Profile, get_profile
 from airflow_provider_ion.testing.emulator.schema import RequestContext
 
 log = logging.getLogger(__name__)
@@ -30,13 +39,20 @@ def execute_request(
     variables: Mapping[str, Any] | None,
     operation_name: str | None,
     context: RequestContext,
+    profile: Profile | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """``(http_status, body)`` for one request (synchronous: resolvers only touch the in-memory store)."""
+    """``(http_status, body)`` for one request (synchronous: resolvers only touch the in-memory store).
+
+    ``profile``: ``no-introspection`` refuses ``__schema``/``__type`` (a validation error, as servers
+    that disable introspection answer); ``etag-in-200`` answers a stale etag with HTTP 200 and an
+    error whose code is not one a client could know (``CONFLICT``), only its message says "etag"."""
+    profile = get_profile(profile)
     try:
         document = parse(query)
     except GraphQLError as error:
         return 200, {"errors": [_format(error, "GRAPHQL_PARSE_FAILED")]}
-    problems = validate(schema, document)
+    rules = None if profile.introspection else [*specified_rules, NoSchemaIntrospectionCustomRule]
+    problems = validate(schema, document, rules)
     if problems:
         return 200, {"errors": [_format(e, "GRAPHQL_VALIDATION_FAILED") for e in problems]}
     result = execute(
@@ -49,8 +65,12 @@ def execute_request(
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [_format(e, "BAD_USER_INPUT") for e in result.errors]
-    conflict = any(e.get("extensions", {}).get("code") == ConcurrencyConflict.code for e in body.get("errors", []))
-    return (409 if conflict else 200), body
+    conflicts = [e for e in body.get("errors", []) if e.get("extensions", {}).get("code") == ConcurrencyConflict.code]
+    if conflicts and profile.stale_etag == "200":
+        for error in conflicts:
+            error["extensions"]["code"] = "CONFLICT"
+        return 200, body
+    return (409 if conflicts else 200), body
 
 
 def _format(error: GraphQLError, default_code: str) -> dict[str, Any]:

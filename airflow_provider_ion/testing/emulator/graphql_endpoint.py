@@ -58,6 +58,7 @@ async def graphql_endpoint(request: Request) -> Response:
             body.get("variables"),
             body.get("operationName"),
             RequestContext(store=emulator.store, client_id=client_id),
+            emulator.profile,
         )
         response = JSONResponse(result, status)
 

@@ -71,7 +71,10 @@ def connection(
             "hasPreviousPage": start > 0,
             "startCursor": edges[0]["cursor"] if edges else None,
             "endCursor": edges[-1]["cursor"] if edges else None,
+            "totalCount": len(items),
+            "count": len(edges),
         },
+        # Also on the connection, for a profile whose schema puts it there (ignored when not selected).
         "totalCount": len(items),
     }
 

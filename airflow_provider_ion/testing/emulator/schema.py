@@ -8,6 +8,7 @@ emulators.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -18,6 +19,7 @@ from graphql import GraphQLObjectType, GraphQLSchema, build_schema
 from airflow_provider_ion.graphql import schema_sdl
 from airflow_provider_ion.testing.emulator.domain import DOMAIN_KINDS
 from airflow_provider_ion.testing.emulator.pagination import connection
+from airflow_provider_ion.testing.emulator.profiles import Profile, get_profile
 from airflow_provider_ion.testing.emulator.store import Store
 
 DOMAIN_FIELDS: dict[str, tuple[str, str]] = {
@@ -43,14 +45,19 @@ def domain_sdl() -> str:
     return resources.files(__package__).joinpath("domain.graphql").read_text(encoding="utf-8")
 
 
+def build_emulator_schema(profile: str | Profile | None = None) -> GraphQLSchema:
+    """The schema of ``profile`` (default: ION as published), built once per process, with resolvers."""
+    return _build(get_profile(profile))
+
+
 @cache
-def build_emulator_schema() -> GraphQLSchema:
-    """Build the schema once per process and attach the resolvers."""
-    schema = build_schema(schema_sdl() + "\n" + domain_sdl())
+def _build(profile: Profile) -> GraphQLSchema:
+    schema = build_schema(profile.sdl(schema_sdl(), domain_sdl()))
     for (type_name, field_name), resolver in _resolvers().items():
         owner = schema.get_type(type_name)
         assert isinstance(owner, GraphQLObjectType), type_name
-        owner.fields[field_name].resolve = resolver
+        if field_name in owner.fields:  # a profile may lack a field (e.g. headers as mutations)
+            owner.fields[field_name].resolve = resolver
     return schema
 
 
@@ -100,11 +107,19 @@ def _parent(table: str, foreign_key: str) -> Any:
     return resolve
 
 
-def _subscription_events(
-    source: dict[str, Any], info: Any, first: int | None = None, after: str | None = None
-) -> dict[str, Any]:
-    events = _store(info).list("events", {"subscriptionId": {"eq": source["id"]}})
-    return connection(events, first=first, after=after)
+def _subscription_events(source: dict[str, Any], info: Any) -> list[dict[str, Any]]:
+    """The manual selects ``events { id status }`` as a plain list."""
+    return _store(info).list("events", {"subscriptionId": {"eq": source["id"]}})
+
+
+def _created_by(source: dict[str, Any], info: Any) -> dict[str, Any] | None:
+    """An object, as the manual selects it (the store keeps the creating client id)."""
+    who = source.get("createdBy")
+    if who is None:
+        return None
+    if str(info.schema.get_type("User").fields["id"].type) == "Int!":  # the int-ids profile
+        return {"id": zlib.crc32(str(who).encode()) & 0x7FFFFFFF, "email": None}
+    return {"id": who, "email": None}
 
 
 def _mutation(action: str, table: str, payload_field: str) -> Any:
@@ -139,9 +154,20 @@ def _resolvers() -> dict[tuple[str, str], Any]:
         ("Mutation", "updateWebhookSubscription"): lambda _s, info, input: {
             "webhookSubscription": _store(info).update_subscription(input)
         },
+        ("Mutation", "deleteWebhookReceiver"): lambda _s, info, input: _store(info).delete_webhook("receivers", input),
+        ("Mutation", "deleteWebhookSubscription"): lambda _s, info, input: _store(info).delete_webhook(
+            "subscriptions", input
+        ),
+        ("Mutation", "addHeaderToWebhookReceiver"): lambda _s, info, input: {
+            "webhookReceiver": _store(info).add_header(input)
+        },
+        ("Mutation", "removeHeaderFromWebhookReceiver"): lambda _s, info, input: {
+            "webhookReceiver": _store(info).remove_header(input)
+        },
         ("WebhookReceiver", "subscriptions"): _children("subscriptions", "receiverId"),
         ("WebhookSubscription", "receiver"): _parent("receivers", "receiverId"),
         ("WebhookSubscription", "events"): _subscription_events,
+        ("WebhookSubscription", "createdBy"): _created_by,
         ("Run", "issues"): _children("issues", "runId"),
         ("Issue", "run"): _parent("runs", "runId"),
         ("PartInventory", "purchaseOrder"): _parent("purchaseOrders", "purchaseOrderId"),

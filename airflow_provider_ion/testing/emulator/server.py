@@ -40,8 +40,17 @@ from airflow_provider_ion.testing.emulator.delivery_faults import (
 )
 from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
 from airflow_provider_ion.testing.emulator.faults import Endpoint, Fault, FaultKind, FaultQueue, FaultWhen, make_fault
+from airflow_provider_ion.testing.emulator.profiles import Profile
 from airflow_provider_ion.testing.emulator.store import Store
-from airflow_provider_ion.testing.emulator.token_endpoint import TOKEN_PATH
+
+
+def with_profile_signature(delivery: DeliverySettings | None, profile: Profile) -> DeliverySettings:
+    """``delivery`` signing the way ``profile`` does (a profile's signature wins over the default)."""
+    delivery = delivery if delivery is not None else DeliverySettings()
+    if profile.signature_style == "ion" and profile.scheme == DeliverySettings().scheme:
+        return delivery
+    return delivery.with_changes(scheme=profile.scheme, signature_style=profile.signature_style)
+
 
 _NO_PROXY = build_opener(ProxyHandler({}))
 "Health checks go straight to the socket, whatever HTTP_PROXY says."
@@ -78,6 +87,7 @@ class EmulatorServer:
         allow_remote_control: bool = False,
         log_level: str = "warning",
         delivery: DeliverySettings | None = None,
+        profile: str | Profile | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -87,8 +97,9 @@ class EmulatorServer:
             token_lifetime=token_lifetime,
             state_file=state_file,
             allow_remote_control=allow_remote_control,
+            profile=profile,
         )
-        self.deliveries = Deliveries(self.emulator.store, delivery)
+        self.deliveries = Deliveries(self.emulator.store, with_profile_signature(delivery, self.emulator.profile))
         self.app = create_app(self.emulator, self.deliveries)
         self._log_level = log_level
         self._server: uvicorn.Server | None = None
@@ -175,7 +186,12 @@ class EmulatorServer:
 
     @property
     def token_url(self) -> str:
-        return f"{self.base_url}{TOKEN_PATH}"
+        return f"{self.base_url}{self.emulator.profile.token_path}"
+
+    @property
+    def profile(self) -> Profile:
+        """The emulator's profile (see :mod:`.profiles`)."""
+        return self.emulator.profile
 
     @property
     def client_id(self) -> str:

@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -59,6 +60,21 @@ _NULLABLE = {"description"}
 _EVENT_FIELDS = ("status", "attempts", "lastResponseCode", "lastError", "payload", "deliveredAt")
 
 
+_EPOCH_2025 = 1735689600
+
+
+def clock_event_id(*, int_ids: bool = False) -> int:
+    """A first event id that a restarted emulator has not used before, as a real ION's never repeat.
+
+    From the clock: microseconds since 1970 (fits JSON's 2**53), or with ``Int`` ids (GraphQL's Int is
+    32-bit) tenths of a second since 2025, good until 2031; a restart less than a tenth of a second
+    per event fired before it could then meet an old id (an accepted limit of the ``int-ids`` profile).
+    """
+    if int_ids:
+        return int((time.time() - _EPOCH_2025) * 10)
+    return time.time_ns() // 1000
+
+
 def now_iso() -> str:
     """The current time as ION-style ISO-8601 with time zone."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
@@ -77,7 +93,8 @@ def parse_id(value: object, type_name: str = "object") -> int:
 class Store:
     """Thread-safe in-memory state, optionally snapshotted to a SQLite ``state_file`` on each mutation."""
 
-    def __init__(self, state_file: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, state_file: str | os.PathLike[str] | None = None, *, int_ids: bool = False) -> None:
+        self._int_ids = int_ids
         self._lock = threading.RLock()
         self._tables: dict[str, dict[int, dict[str, Any]]] = {t: {} for t in TYPE_NAMES}
         self._next_id: dict[str, int] = dict.fromkeys(_SEQUENCES, 1)
@@ -87,6 +104,7 @@ class Store:
         self._file = SnapshotFile(state_file) if state_file is not None else None
         if self._file is not None and (snapshot := self._file.load()) is not None:
             self._restore(snapshot)
+        self._seed_event_ids()
 
     @property
     def state_file(self) -> str | None:
@@ -183,6 +201,42 @@ class Store:
             obj = self._update("subscriptions", current, changes)
             self._commit()
             return _clone(obj)
+
+    def add_header(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``addHeaderToWebhookReceiver`` (header-mutations profile): ``receiverId``, ``key``, ``value``."""
+        _reject_unknown(values, ("receiverId", "key", "value"), "AddHeaderToWebhookReceiverInput")
+        with self._lock:
+            current = self._require("receivers", values.get("receiverId"))
+            headers = [*current.get("headers", []), self._header(values)]
+            obj = self._update("receivers", current, {"headers": headers})
+            self._commit()
+            return _clone(obj)
+
+    def remove_header(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``removeHeaderFromWebhookReceiver`` (header-mutations profile): ``receiverId``, ``headerId``."""
+        _reject_unknown(values, ("receiverId", "headerId"), "RemoveHeaderFromWebhookReceiverInput")
+        header_id = parse_id(values.get("headerId"), "WebhookHeader")
+        with self._lock:
+            current = self._require("receivers", values.get("receiverId"))
+            headers = [h for h in current.get("headers", []) if h["id"] != header_id]
+            if len(headers) == len(current.get("headers", [])):
+                raise NotFound("WebhookHeader", header_id)
+            obj = self._update("receivers", current, {"headers": headers})
+            self._commit()
+            return _clone(obj)
+
+    def delete_webhook(self, table: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Delete a receiver (and its subscriptions) or a subscription by ``{id, etag}``; ``{"id": id}``."""
+        object_id, etag, _ = _split_update(values, (), TYPE_NAMES[table])
+        with self._lock:
+            current = self._require(table, object_id)
+            self._check_etag(table, current, etag)
+            self._tables[table].pop(current["id"])
+            if table == "receivers":
+                for sub_id in [s["id"] for s in self._tables["subscriptions"].values() if s["receiverId"] == object_id]:
+                    self._tables["subscriptions"].pop(sub_id)
+            self._commit()
+            return {"id": current["id"]}
 
     def add_event(
         self,
@@ -316,6 +370,7 @@ class Store:
             for rows in self._tables.values():
                 rows.clear()
             self._next_id = dict.fromkeys(_SEQUENCES, 1)
+            self._seed_event_ids()
             self._changes.clear()
             self._commit()
 
@@ -337,6 +392,9 @@ class Store:
                 self._file = None
 
     # ---- internals ------------------------------------------------------------------------------
+
+    def _seed_event_ids(self) -> None:
+        self._next_id["events"] = max(self._next_id["events"], clock_event_id(int_ids=self._int_ids))
 
     def _require(self, table: str, object_id: object) -> dict[str, Any]:
         key = parse_id(object_id, TYPE_NAMES[table])

@@ -17,9 +17,10 @@ from starlette.responses import JSONResponse, Response
 from airflow_provider_ion.testing.emulator.core import Emulator
 from airflow_provider_ion.testing.emulator.fault_responses import apply_fault
 
-TOKEN_PATH = "/realms/api-keys/protocol/openid-connect/token"
-LEGACY_TOKEN_PATH = "/auth" + TOKEN_PATH
-"Older Keycloak (and older ION docs) put ``/auth`` before ``/realms``."
+# Older Keycloak (and older ION docs) put ``/auth`` before ``/realms`` (the legacy-token-path profile).
+from airflow_provider_ion.testing.emulator.profiles import LEGACY_TOKEN_PATH, TOKEN_PATH
+
+__all__ = ["LEGACY_TOKEN_PATH", "TOKEN_PATH", "token_endpoint"]
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
