@@ -245,6 +245,7 @@ class ReceiverApp:
         self.stats = ReceiverStats()
         self._pending_rejections: Counter[tuple[str, str]] = Counter()
         self._rejection_log = _RateLimitedLog(log, REJECTION_LOG_PER_MINUTE)
+        self._quarantine_full_until: dict[str, float] = {}
         self._flush_task: asyncio.Task | None = None
         self._authorize_admin = authorize_admin
         self._allowed = [ipaddress.ip_network(c, strict=False) for c in self.settings.allowed_cidrs]
@@ -287,8 +288,8 @@ class ReceiverApp:
             status, outcome = await self._receive(request, name)
         except _Reject as reject:
             self.stats.rejected[reject.reason] += 1
-            known = name is not None and self.secrets.peek(name) is not None
-            self._count_rejection(name if known and name else UNKNOWN_RECEIVER, reject.reason)
+            counted = name if name is not None and self.secrets.peek(name) is not None else UNKNOWN_RECEIVER
+            self._count_rejection(counted, reject.reason)
             self._rejection_log.warning(
                 "Rejected delivery for receiver %s: %s (%d)",
                 repr(name) if name is not None else "(bad name)",
@@ -373,7 +374,8 @@ class ReceiverApp:
     async def _quarantine(self, name: str, body: bytes, request: Request, reason: str) -> None:
         """Keep a known receiver's delivery that failed its signature, for an operator to inspect."""
         quarantine = getattr(self.inbox, "quarantine", None)  # the inbox branch's agreed interface
-        if quarantine is None:
+        now = time.monotonic()
+        if quarantine is None or now < self._quarantine_full_until.get(name, 0.0):
             return
         wanted = (*_QUARANTINE_HEADERS, self.settings.scheme.header.lower())
         headers = {k: v for k, v in request.headers.items() if k.lower() in wanted}
@@ -383,7 +385,9 @@ class ReceiverApp:
             log.warning("Could not quarantine a delivery for receiver %r: %s", name, type(error).__name__)
             return
         if kept is False:
-            self._rejection_log.warning("Quarantine of receiver %r is full; delivery not kept", name)
+            # Full: stop writing for a minute, so a flood of forged deliveries costs no storage writes.
+            self._quarantine_full_until[name] = now + 60.0
+            self._rejection_log.warning("Quarantine of receiver %r is full; deliveries not kept for 60 s", name)
 
     def _count_rejection(self, receiver: str, reason: str) -> None:
         """Count in memory; a background flush writes the batch to the inbox every few seconds."""
