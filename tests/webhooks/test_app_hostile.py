@@ -274,6 +274,9 @@ def test_max_event_age_refuses_old_events(inbox, source) -> None:
         missing = json.dumps({"event_id": "no-time", "resource": "RUNS"}).encode()
         response = signed(base, missing)
         assert response.json() == {"error": "created_at missing or not an ISO 8601 time (max_event_age is set)"}
+        for odd in ("0001-01-01T00:00:00+05:00", "yesterday", 1700000000):
+            response = signed(base, delivery("odd", created_at=odd))
+            assert response.status_code == 400, response.text
         fresh = delivery("fresh", created_at=(now - timedelta(minutes=5)).isoformat())
         assert signed(base, fresh).status_code == 200
     assert inbox.stats()["total"] == 1
