@@ -60,7 +60,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
         inbox=inbox,
         secret_sources=[StaticSecrets(factory=SECRET, **{"line-2": SECRET})],
     )
-    with serve(app.asgi) as base, httpx.Client(base_url=base, timeout=10) as client:
+    with serve(app.asgi) as base, httpx.Client(base_url=base, timeout=30) as client:
         yield Server(base, client, inbox)
     inbox.close()
 
