@@ -162,14 +162,15 @@ def _from_backends(method: str, key: str) -> Any:
 def _metastore_usable(recheck_after: float = 60.0) -> bool:
     """False when Airflow's metadata DB is a SQLite file that is missing or has no ``variable`` table.
 
-    Checked without creating the file (read-only URI), at most once a minute; other databases count as
-    usable (their errors are caught per look-up).
+    Checked without creating the file (read-only URI); a usable database is re-checked at most once a
+    minute, a missing one at every look-up (a file check), so a database migrated later is used at once.
+    Other databases count as usable (their errors are caught per look-up).
     """
     global _metastore_checked
     now = time.monotonic()
     with _metastore_lock:
-        if _metastore_checked is not None and now - _metastore_checked[0] < recheck_after:
-            return _metastore_checked[1]
+        if _metastore_checked is not None and _metastore_checked[1] and now - _metastore_checked[0] < recheck_after:
+            return True
         usable, why = _probe_metastore()
         if not usable and (_metastore_checked is None or _metastore_checked[1]):
             log.warning("No usable Airflow metadata database (%s): receiver secrets come from environment "
