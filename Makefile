@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # The receiver's property-based HTTP test at length (make test runs 150 examples); FUZZ_EXAMPLES=n to change.
 fuzz: $(STAMP)
-	ION_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),3000) $(BIN)/python -m pytest -q -s tests/webhooks/test_receiver_fuzz.py $(PYTEST_ARGS)
+	ION_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),3000) $(BIN)/python -m pytest -q -s --timeout=0 tests/webhooks/test_receiver_fuzz.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
