@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-lowest lint format demo dev clean contract
+.PHONY: test test-lowest lint format demo dev clean contract fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +47,15 @@ $(LOWEST_STAMP): pyproject.toml
 
 test-lowest: $(LOWEST_STAMP)
 	$(LOWEST_VENV)/bin/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+
 # Contract tests: the emulator by default; ION_CONTRACT_CONN=<Airflow connection URI or JSON> for a real
 # tenant (read-only), plus ION_CONTRACT_WRITE=1 to create/update/disable/clean up one test receiver.
 contract: $(STAMP)
 	$(BIN)/python -m pytest tests/contract -q $(PYTEST_ARGS)
+
+# The receiver's property-based HTTP test at length (make test runs 150 examples); FUZZ_EXAMPLES=n to change.
+fuzz: $(STAMP)
+	ION_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),3000) $(BIN)/python -m pytest -q -s --timeout=0 tests/webhooks/test_receiver_fuzz.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -90,6 +90,33 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "example": "60",
         "default": "60",
     },
+    "body_timeout": {
+        "description": "Seconds the receiver waits for a delivery's whole body once its headers arrived; a "
+        "client still sending after that gets 408 and its connection is closed (a stalled or trickling client "
+        "cannot hold a connection open).",
+        "version_added": "0.2.0",
+        "type": "float",
+        "example": "10",
+        "default": "30",
+    },
+    "max_event_age": {
+        "description": "Seconds: refuse (400) a signed delivery whose own timestamp (the event_time_field of its "
+        "body) is older than this, so a captured delivery cannot be replayed after the inbox forgot its id. "
+        "0 turns the check off (the default: ION publishes no signed timestamp and retries for an unknown "
+        "time; if you turn it on, set it above ION's retry horizon).",
+        "version_added": "0.2.0",
+        "type": "float",
+        "example": "1209600",
+        "default": "0",
+    },
+    "event_time_field": {
+        "description": "Top-level body field holding the event's own timestamp (ISO 8601), read only when "
+        "max_event_age is set. The field's name in ION's bodies is not published; created_at is our guess.",
+        "version_added": "0.2.0",
+        "type": "string",
+        "example": "created_at",
+        "default": "created_at",
+    },
     "freeze_gc_at_startup": {
         "description": "Standalone receiver only: gc.freeze() the heap after startup (keeps full collections "
         "of Airflow's import-time objects off the delivery path).",

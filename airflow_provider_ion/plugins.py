@@ -6,7 +6,8 @@ SQLAlchemy, the inbox) is built on the first request the API server routes to it
 ``<api-server>/ion-webhooks/v1/receivers/<name>``.
 
 Plugin apps get no Airflow authentication: the webhook route is guarded by the signature, and the
-stats route checks the caller's Airflow token itself.
+stats route asks Airflow's auth manager itself (``airflow_auth_guard``: the caller's token, then the
+``PLUGINS`` view permission; 401 without a valid token, 403 without the permission).
 
 The plugin also serves the "ION webhooks" page (:mod:`airflow_provider_ion.ui`, at ``/ion-ui``, behind
 Airflow's own authentication) and shows it in Airflow's UI through ``external_views``.

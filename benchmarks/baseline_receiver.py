@@ -13,6 +13,10 @@ body for ``event_id``, then an insert-or-ignore keyed on ``(receiver, event_id)`
 No content-type/size/source checks, no secret lookup chain, no counters, no SQLAlchemy. Served by
 ``uvicorn.run`` with the same options as ``airflow-ion receiver serve`` (loop/http ``auto``, 1 worker,
 no access log, ``proxy_headers=False``).
+
+``--ceiling`` serves the HTTP ceiling of this stack instead: the same route reads the whole body and answers
+200 with a small JSON body; no signature check, no parsing, no storage. Nothing can ingest faster than this
+on the same Starlette + uvicorn, so ``ours / ceiling`` is the fraction of the stack's capacity we use.
 """
 
 from __future__ import annotations
@@ -103,22 +107,45 @@ def create_app(store: SqliteStore | PostgresStore, secret: str) -> Starlette:
     )
 
 
+def create_ceiling_app() -> Starlette:
+    """Read the body, answer 200: the HTTP ceiling of Starlette + uvicorn for this route."""
+
+    async def receive(request: Request) -> Response:
+        await request.body()
+        return JSONResponse({"status": "accepted"})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "healthy"})
+
+    return Starlette(
+        routes=[
+            Route("/ion-webhooks/v1/receivers/{name}", receive, methods=["POST"]),
+            Route("/ion-webhooks/health", health),
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--inbox-url", required=True, help="sqlite:///<path> or postgresql[+psycopg]://...")
-    p.add_argument("--secret", required=True)
+    p.add_argument("--inbox-url", help="sqlite:///<path> or postgresql[+psycopg]://...")
+    p.add_argument("--secret")
     p.add_argument("--synchronous", default="FULL")
+    p.add_argument("--ceiling", action="store_true", help="read the body and answer 200; nothing else")
     args = p.parse_args(argv)
-    if args.inbox_url.startswith("sqlite:///"):
-        store: SqliteStore | PostgresStore = SqliteStore(args.inbox_url.removeprefix("sqlite:///"), args.synchronous)
+    if args.ceiling:
+        app = create_ceiling_app()
+    elif not (args.inbox_url and args.secret):
+        p.error("--inbox-url and --secret are required (unless --ceiling)")
+    elif args.inbox_url.startswith("sqlite:///"):
+        app = create_app(SqliteStore(args.inbox_url.removeprefix("sqlite:///"), args.synchronous), args.secret)
     else:
         dsn = re.sub(r"^postgresql\+\w+://", "postgresql://", args.inbox_url)
-        store = PostgresStore(dsn)
+        app = create_app(PostgresStore(dsn), args.secret)
     uvicorn.run(
-        create_app(store, args.secret),
+        app,
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

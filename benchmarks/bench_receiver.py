@@ -2,10 +2,12 @@
 
 (a) ours: ``airflow-ion receiver serve`` (the real CLI, settings from the environment the way an operator
 gives them: secret in ``AIRFLOW_VAR_ION_WEBHOOK_SECRET_BENCH``, ``AIRFLOW__ION_WEBHOOKS__ION_CONN_ID=none``);
-(b) ``benchmarks/baseline_receiver.py`` (HMAC + insert-or-ignore, nothing else; see its docstring).
-Both under uvicorn with the same options, on SQLite (WAL, synchronous=FULL, a fresh file per run) and on
+(b) ``benchmarks/baseline_receiver.py`` (HMAC + insert-or-ignore, nothing else; see its docstring);
+(c) the HTTP ceiling: ``benchmarks/baseline_receiver.py --ceiling`` (Starlette + uvicorn reading the body and
+answering 200: no verify, no storage), so ``ours / ceiling`` is the fraction of the stack's capacity we use.
+All under uvicorn with the same options, on SQLite (WAL, synchronous=FULL, a fresh file per run) and on
 PostgreSQL (a fresh schema per run). The load comes from ``benchmarks/loadgen.py`` in its own process.
-Rounds alternate baseline/ours so drift in the machine's load hits both; rows are counted afterwards.
+Rounds alternate ceiling/baseline/ours so drift in the machine's load hits both; rows are counted afterwards.
 
 Goal: ours >= 80% of the baseline's req/s, p99 < 25 ms, no delivery lost.
 """
@@ -55,6 +57,9 @@ def run_one(impl: str, url: str, work: Path, n: int, warmup: int, concurrency: i
             "warning",
         ]
         table = "ion_inbox_events"
+    elif impl == "ceiling":
+        args = [sys.executable, "-m", "benchmarks.baseline_receiver", "--port", str(port), "--ceiling"]
+        table = ""
     else:
         args = [
             sys.executable,
@@ -101,7 +106,8 @@ def run_one(impl: str, url: str, work: Path, n: int, warmup: int, concurrency: i
         if done.returncode != 0:
             raise RuntimeError(f"loadgen failed: {done.stderr[-3000:]}")
         result = json.loads(done.stdout)
-    result["rows"] = _count_rows(url, table)
+    # The ceiling stores nothing: its measured 200s plus the warm-up count as "stored" (no row check there).
+    result["rows"] = _count_rows(url, table) if table else result["statuses"].get("200", 0) + warmup
     result["ok"] = result["statuses"].get("200", 0)
     result["expected_rows"] = n + warmup
     return result
@@ -126,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ion-bench-receiver-") as tmp:
         work = Path(tmp)
         for backend in backends:
-            per: dict[str, list[dict]] = {"baseline": [], "ours": []}
+            per: dict[str, list[dict]] = {"ceiling": [], "baseline": [], "ours": []}
             for r in range(rounds):
-                for impl in ("baseline", "ours"):
+                for impl in ("ceiling", "baseline", "ours"):
                     tag = f"{backend}-{impl}-{r}"
                     if backend == "sqlite":
                         res = run_one(impl, f"sqlite:///{work}/{tag}.db", work, n, warmup, args.concurrency, tag)
@@ -155,9 +161,13 @@ def main(argv: list[str] | None = None) -> int:
                         ]
                     )
             ratios = [o["rps"] / b["rps"] for b, o in zip(per["baseline"], per["ours"], strict=True)]
+            of_ceiling = [o["rps"] / x["rps"] for x, o in zip(per["ceiling"], per["ours"], strict=True)]
             summary[backend] = {
                 "ratio": c.median(ratios),
                 "ratios": ratios,
+                "of_ceiling": c.median(of_ceiling),
+                "ceiling_rps": c.median([x["rps"] for x in per["ceiling"]]),
+                "ceiling_p99": c.median([x["p99"] for x in per["ceiling"]]),
                 "ours_p99": c.median([o["p99"] for o in per["ours"]]),
                 "base_p99": c.median([b["p99"] for b in per["baseline"]]),
                 "ours_rps": c.median([o["rps"] for o in per["ours"]]),
@@ -171,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"- **{backend}**: ours {s['ours_rps']:.0f} req/s vs baseline {s['base_rps']:.0f} req/s: ratio "
             f"**{s['ratio']:.2f}** (per round {', '.join(f'{x:.2f}' for x in s['ratios'])}); p99 ours "
-            f"{c.ms(s['ours_p99'])} ms vs {c.ms(s['base_p99'])} ms; lost {s['lost']}, non-200 {s['non200']}. "
+            f"{c.ms(s['ours_p99'])} ms vs {c.ms(s['base_p99'])} ms; HTTP ceiling {s['ceiling_rps']:.0f} req/s "
+            f"(p99 {c.ms(s['ceiling_p99'])} ms): ours = **{s['of_ceiling']:.2f}** of the ceiling; "
+            f"lost {s['lost']}, non-200 {s['non200']}. "
             f"Goal (>= 0.80, p99 < 25 ms, none lost): {c.verdict(ok)}"
         )
         print(f"[receiver] {lines[-1]}")
@@ -180,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "connections from `benchmarks/loadgen.py` (own process, asyncio+uvloop raw HTTP/1.1). Ours: "
         "`airflow-ion receiver serve` (SQLite inbox WAL synchronous=FULL, or PostgreSQL). Baseline: "
         "`benchmarks/baseline_receiver.py` (Starlette, HMAC, insert-or-ignore in a worker thread, same "
-        "synchronous mode; PostgreSQL without ours' advisory lock and NOTIFY). Same uvicorn options (loop/http "
+        "synchronous mode; PostgreSQL without ours' advisory lock and NOTIFY). Ceiling: `baseline_receiver.py "
+        "--ceiling` (Starlette reads the body, answers 200; no verify, no storage). Same uvicorn options (loop/http "
         "auto = uvloop/httptools, 1 worker, no access log). Rows counted in the table after each run.\n\n"
         + "\n".join(lines)
         + "\n\n"

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--max-body-bytes", type=int, help="largest accepted body (default 1 MiB)")
     serve.add_argument("--allowed-cidr", action="append", default=None, help="allowed source network (repeat)")
     serve.add_argument("--trusted-proxy", action="append", default=None, help="proxy whose X-Forwarded-For is trusted")
+    serve.add_argument("--body-timeout", type=float, help="seconds for a whole request body (default 30; then 408)")
     serve.add_argument("--ion-conn-id", help="connection for secret lookups in ION ('none' disables)")
     serve.add_argument("--ssl-certfile", help="TLS certificate (PEM)")
     serve.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["inbox_url"] = args.inbox_url
     if args.max_body_bytes:
         overrides["max_body_bytes"] = args.max_body_bytes
+    if args.body_timeout:
+        overrides["body_timeout"] = args.body_timeout
     if args.allowed_cidr:
         overrides["allowed_cidrs"] = tuple(args.allowed_cidr)
     if args.trusted_proxy:

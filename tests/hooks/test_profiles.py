@@ -9,8 +9,8 @@ import pytest
 from airflow_provider_ion.exceptions import IonConcurrencyError
 from airflow_provider_ion.hooks.ion import IonHook
 from airflow_provider_ion.hooks.schema import live_schema
-from airflow_provider_ion.webhook_state import set_subscription_active
 from airflow_provider_ion.testing.emulator.profiles import profile_names
+from airflow_provider_ion.webhook_state import set_subscription_active
 from tests.conftest import define_ion_connection
 
 # Signature profiles change deliveries only: the GraphQL side is the default one.

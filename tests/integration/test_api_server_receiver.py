@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from airflow_provider_ion.testing.local_airflow import AirflowStack
@@ -38,6 +39,14 @@ def test_emulator_delivers_into_the_api_server_plugin(ion, subscribe, tmp_path: 
         for i in range(3):
             ion.fire("RUNS", "CREATE", {"id": 100 + i})
         assert ion.wait_for_deliveries(60), ion.stats["deliveries"]
+        # The stats route asks Airflow's auth manager (all users are admins in this stack: a middleware adds
+        # an admin token when a request has none); an invalid token is 401, where Airflow's own API says 403.
+        stats_url = f"{stack.base_url}/ion-webhooks/v1/stats"
+        stats = httpx.get(stats_url, timeout=10)
+        assert stats.status_code == 200 and stats.json()["receiver"]["accepted"] == 5, stats.text
+        bad = {"authorization": "Bearer not-a-jwt"}
+        assert httpx.get(stats_url, headers=bad, timeout=10).status_code == 401
+        assert httpx.get(f"{stack.base_url}/api/v2/dags", headers=bad, timeout=10).status_code == 403
 
     events = ion.store.list("events")
     assert len(events) == 5 and {e["status"] for e in events} == {"SUCCESS"}, events

@@ -7,11 +7,13 @@ import json
 import pytest
 
 from airflow_provider_ion.webhooks.secrets import (
+    LookupDeferred,
     ReceiverSecrets,
     SecretResolver,
     airflow_connection_source,
     airflow_variable_source,
     parse_secret_value,
+    remote,
     variable_name,
 )
 
@@ -82,12 +84,74 @@ def test_unknown_receivers_are_cached_for_the_refresh_interval() -> None:
     assert calls == ["ghost", "ghost"]
 
 
-def test_lookup_budget_caps_lookups_of_new_names() -> None:
+def test_remote_lookups_of_new_names_have_a_global_budget_and_then_defer() -> None:
     calls: list[str] = []
-    resolver = SecretResolver([lambda n: calls.append(n)], max_lookups=5, clock=lambda: 0.0)
-    for i in range(50):
-        resolver.resolve(f"forged-{i}")
+    now = [0.0]
+    resolver = SecretResolver([remote(lambda n: calls.append(n))], max_lookups=5, clock=lambda: now[0])
+    for i in range(5):
+        assert resolver.resolve(f"forged-{i}") is None
+    with pytest.raises(LookupDeferred) as deferred:
+        resolver.resolve("forged-5")
+    assert deferred.value.retry_after == 60
     assert len(calls) == 5
+    now[0] = 30
+    with pytest.raises(LookupDeferred) as deferred:
+        resolver.resolve("forged-6")
+    assert deferred.value.retry_after == 30
+    now[0] = 60
+    assert resolver.resolve("forged-6") is None
+    assert len(calls) == 6
+
+
+def test_local_sources_are_always_consulted_and_known_names_have_their_own_budget() -> None:
+    local_calls: list[str] = []
+    remote_calls: list[str] = []
+    now = [0.0]
+
+    def variable(name: str) -> ReceiverSecrets | None:
+        local_calls.append(name)
+        return ReceiverSecrets(("v",)) if name == "configured" else None
+
+    def ion(name: str) -> ReceiverSecrets | None:
+        remote_calls.append(name)
+        return ReceiverSecrets(("i",)) if name == "in-ion" else None
+
+    resolver = SecretResolver([variable, remote(ion)], max_lookups=2, clock=lambda: now[0])
+    assert resolver.resolve("in-ion").secrets == ("i",)
+    assert resolver.resolve("stranger") is None  # the budget is now spent
+    with pytest.raises(LookupDeferred):
+        resolver.resolve("another-stranger")
+    assert resolver.resolve("configured").secrets == ("v",)  # never needs the budget
+    now[0] = 61
+    assert resolver.refresh("in-ion").secrets == ("i",)  # a known name's refresh is not charged
+    assert remote_calls == ["in-ion", "stranger", "in-ion"]
+
+
+def test_unknown_names_live_in_a_bounded_lru() -> None:
+    resolver = SecretResolver([lambda n: None], max_unknown=3, clock=lambda: 0.0)
+    for name in ("a", "b", "c", "d"):
+        resolver.resolve(name)
+    assert resolver.unknown_cached == 3
+
+
+def test_a_failing_refresh_keeps_a_known_receivers_secrets() -> None:
+    state = {"up": True}
+    now = [0.0]
+
+    def ion(name: str) -> ReceiverSecrets | None:
+        if not state["up"]:
+            raise ConnectionError("ION is down")
+        return ReceiverSecrets(("s",))
+
+    resolver = SecretResolver([remote(ion)], clock=lambda: now[0])
+    assert resolver.resolve("factory").secrets == ("s",)
+    state["up"], now[0] = False, 61
+    assert resolver.refresh("factory").secrets == ("s",)
+    assert resolver.peek("factory").secrets == ("s",)
+
+
+def test_names_are_canonical_lower_case_in_variable_and_connection_ids() -> None:
+    assert variable_name("Factory-Events") == "ion_webhook_secret_factory-events"
 
 
 @pytest.mark.parametrize("known", [True, False])
