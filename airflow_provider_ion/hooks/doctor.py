@@ -178,7 +178,7 @@ def _schema_facts(hook: IonHook, live: LiveSchema | None) -> list[Check]:
     arg = query.fields["webhookReceiver"].args.get("id") if query and "webhookReceiver" in query.fields else None
     update = live.schema.get_type("UpdateWebhookReceiverInput")
     input_id = getattr(update, "fields", {}).get("id") if update is not None else None
-    kinds = {_type_name(arg.type) if arg else None, _type_name(input_id.type) if input_id else None} - {None}
+    kinds = {_type_name(found.type) for found in (arg, input_id) if found}
     if kinds <= {"ID"}:
         checks.append(Check("id types", "ok", "ID (integers sent, as ION's published inputs)"))
     else:

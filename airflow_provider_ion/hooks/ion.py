@@ -467,9 +467,10 @@ class IonHook(BaseHook):
         }  # fmt: skip
         from airflow_provider_ion.hooks import schema
 
-        variables, headers = schema.split_headers(self, "CreateWebhookReceiver", variables)
+        # ``headers`` as the tenant's header mutations take them (None: already in the input).
+        variables, separate_headers = schema.split_headers(self, "CreateWebhookReceiver", variables)
         created = self._created_receiver(self.execute("CreateWebhookReceiver", variables))
-        return schema.apply_headers(self, created, headers)
+        return schema.apply_headers(self, created, separate_headers)
 
     @staticmethod
     def _receiver_update(receiver_id: str | int, etag: str, changes: Mapping[str, Any]) -> dict[str, Any]:

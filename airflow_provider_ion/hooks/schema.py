@@ -315,8 +315,10 @@ def _used_variables(selection: SelectionSetNode) -> set[str]:
         for node in sel.selections:
             for arg in getattr(node, "arguments", None) or ():
                 walk(arg.value)
-            if getattr(node, "selection_set", None) is not None:
-                visit(node.selection_set)  # type: ignore[union-attr]
+            # FieldNode and InlineFragmentNode have one; SelectionNode (their base) does not declare it.
+            child = getattr(node, "selection_set", None)
+            if child is not None:
+                visit(child)
 
     visit(selection)
     return used
@@ -501,7 +503,6 @@ def _unavailable(hook: IonHook, key: tuple[str, str], error: Exception) -> None:
         _DISABLED_LOGGED.add(key)
     if first:
         hook.log.warning("ION schema: introspection refused on %s (%s); using the published documents", key[1], error)
-    return None
 
 
 def live_schema(hook: IonHook, *, refresh: bool = False) -> LiveSchema | None:
@@ -517,7 +518,8 @@ def live_schema(hook: IonHook, *, refresh: bool = False) -> LiveSchema | None:
     except IonGraphQLError as exc:
         return _store(hook, key, None, exc)
     except IonAuthError as exc:  # e.g. FORBIDDEN for __schema alone: not cached, the real call decides
-        return _unavailable(hook, key, exc)
+        _unavailable(hook, key, exc)
+        return None
     return _store(hook, key, data, None)
 
 
@@ -578,8 +580,10 @@ def split_headers(hook: IonHook, document: str, variables: dict[str, Any]) -> tu
     return _split(live_schema(hook), document, variables)
 
 
-def _header_calls(receiver: Mapping[str, Any], headers: Sequence[Mapping[str, str]]) -> list[tuple[str, dict]]:
-    calls: list[tuple[str, dict]] = [
+def _header_calls(
+    receiver: Mapping[str, Any], headers: Sequence[Mapping[str, str]]
+) -> list[tuple[str, dict[str, Any]]]:
+    calls: list[tuple[str, dict[str, Any]]] = [
         ("RemoveHeaderFromWebhookReceiver", {"input": {"receiverId": receiver["id"], "headerId": h["id"]}})
         for h in receiver.get("headers") or []
     ]

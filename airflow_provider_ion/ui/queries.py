@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 
@@ -27,6 +27,10 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 
+@overload
+def as_utc(value: datetime | str) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
 def as_utc(value: datetime | str | None) -> datetime | None:
     """A database timestamp as an aware UTC datetime (SQLite gives naive text in UTC)."""
     if value is None:
@@ -100,7 +104,7 @@ def deliveries(inbox: Inbox, filters: DeliveryFilter, *, limit: int = 100) -> li
             event_id=r.event_id,
             resource=r.resource,
             action=r.action,
-            received_at=as_utc(r.received_at),  # type: ignore[arg-type]
+            received_at=as_utc(r.received_at),
             size=int(r.size or 0),
         )
         for r in _read(inbox, query)
@@ -151,7 +155,7 @@ def receiver_activity(inbox: Inbox, *, now: datetime) -> dict[str, ReceiverActiv
             r.receiver,
             last=DeliveryRow(
                 int(r.seq), r.receiver, r.event_id, r.resource, r.action, as_utc(r.received_at), int(r.size or 0)
-            ),  # type: ignore[arg-type]
+            ),
         )
     for r in _read(inbox, counts):
         activity = out.setdefault(r.receiver, ReceiverActivity(r.receiver))

@@ -40,12 +40,13 @@ def _secrets(receiver: str) -> tuple[str, ...]:
     from airflow_provider_ion import config
     from airflow_provider_ion.webhooks.secrets import (
         SecretResolver,
+        SecretSource,
         airflow_connection_source,
         airflow_variable_source,
         ion_lookup_source,
     )
 
-    sources = [airflow_variable_source, airflow_connection_source]
+    sources: list[SecretSource] = [airflow_variable_source, airflow_connection_source]
     conn_id = config.get("ion_conn_id")
     if conn_id and conn_id.lower() not in ("none", "off", "false"):
         sources.append(ion_lookup_source(conn_id))

@@ -33,6 +33,8 @@ class InboxListener:
                 raw = engine.raw_connection()
                 conn = raw.driver_connection
                 raw.detach()  # a private connection, never returned to the pool
+                if conn is None:  # an invalidated pool entry: no DBAPI connection behind it
+                    raise RuntimeError("the pool gave a connection without its DBAPI connection")
                 conn.rollback()
                 conn.autocommit = True
                 channel = inbox.notify_channel.replace('"', '""')

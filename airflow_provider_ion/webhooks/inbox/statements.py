@@ -28,10 +28,12 @@ STATEMENT_CACHE = 64
 def dialect_insert(postgres: bool) -> Any:
     """The dialect's ``insert`` (with ``on_conflict_do_nothing``/``on_conflict_do_update``)."""
     if postgres:
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+        from sqlalchemy.dialects.postgresql import insert as postgres_insert
+
+        return postgres_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 class Prepared:
