@@ -400,7 +400,7 @@ class AirflowCluster:
         import psycopg
 
         with psycopg.connect(self.db_url.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=5) as c:
-            cursor = c.execute(sql, args)  # type: ignore[arg-type]
+            cursor = c.execute(sql, args)
             return cursor.fetchall() if cursor.description else []
 
     def _create_database(self) -> None:
@@ -459,7 +459,7 @@ class AirflowCluster:
             "WHERE x.dag_id = %s AND x.task_id = 'handle' AND x.key = 'return_value' AND r.state = 'success'",
             DAG_ID,
         )
-        out = []
+        out: list[tuple[str, dict[str, Any]]] = []
         for run_id, value in rows:
             events = json.loads(value) if isinstance(value, str) else value
             out.extend((run_id, event) for event in events or [])

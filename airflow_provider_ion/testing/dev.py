@@ -115,7 +115,7 @@ class LocalIon:
 
             # ION retries for days; locally quick retries first, then every minute for about 15 minutes (a
             # busy laptop's API server may miss a few), to loopback receivers only.
-            delivery = DeliverySettings(retry_schedule=[0.5, 1, 2, 5, 10, 30, 60], max_attempts=20, loopback_only=True)
+            delivery = DeliverySettings(retry_schedule=(0.5, 1, 2, 5, 10, 30, 60), max_attempts=20, loopback_only=True)
             self.emulator = EmulatorServer(delivery=delivery).start()
             env.update(connection_env(self.conn_id, emulator_connection(self.emulator)))
         self.stack = AirflowStack(self.home / "airflow", dags_folder=self.dags_folder, env=env)
@@ -239,7 +239,8 @@ def wait_for_dags(local: LocalIon, timeout: float = 90) -> list[str]:
     notes: list[str] = []
     parsed: set[str] = set()
     errors: dict[str, str] = {}
-    seen, since = (set(), set()), started  # (parsed, errors) last time, and since when unchanged
+    seen: tuple[set[str], set[str]] = (set(), set())  # (parsed, errors) last time
+    since = started  # and since when unchanged
     while time.monotonic() < deadline:
         dags = stack.api("GET", "/dags", params={"limit": 1000})["dags"]
         parsed = {d.get("relative_fileloc") or "" for d in dags}

@@ -157,7 +157,7 @@ class InboxReader:
                 if not active:
                     await self._wake.wait()
                     continue
-                start = min(w.position for w in active)  # type: ignore[type-var]
+                start = min(w.position for w in active if w.position is not None)
                 snapshot = {w: (w.position, w.epoch) for w in active}
                 try:
                     self.reads += 1
@@ -196,7 +196,8 @@ class InboxReader:
             if listener is not None:
                 if notify_wait is not None:
                     # The thread is still inside listener.wait(); close when it returns.
-                    notify_wait.add_done_callback(lambda _f, lst=listener: lst.close())
+                    close = listener.close
+                    notify_wait.add_done_callback(lambda _f: close())
                 else:
                     listener.close()
 

@@ -206,7 +206,7 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         trigger = cls(**kwargs)
         key = trigger.shared_stream_key()
         assert key is not None
-        _, url, poll_interval = key  # type: ignore[misc]
+        url, poll_interval = trigger._resolved()  # the key's parts
         return IonInboxProducer(key, url, poll_interval)
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:

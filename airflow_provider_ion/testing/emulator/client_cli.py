@@ -122,8 +122,9 @@ def run(args: argparse.Namespace) -> int:
             name[6:]: value for name, value in vars(args).items() if name.startswith("field_") and value is not None
         }
         path = f"/_emulator/objects/{kind}"
-        method, body = {"create": ("POST", fields), "list": ("GET", None)}.get(command, (None, None))
-        if method is None:
+        if command in ("create", "list"):
+            method, body = {"create": ("POST", fields), "list": ("GET", None)}[command]
+        else:
             path += f"/{args.id}"
             method, body = {"update": ("PATCH", fields), "delete": ("DELETE", None), "get": ("GET", None)}[command]
         if command == "update" and not fields:

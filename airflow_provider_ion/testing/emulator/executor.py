@@ -20,7 +20,7 @@ from graphql import (
     GraphQLError,
     GraphQLSchema,
     NoSchemaIntrospectionCustomRule,
-    execute,
+    execute_sync,
     parse,
     specified_rules,
     validate,
@@ -55,7 +55,7 @@ def execute_request(
     problems = validate(schema, document, rules)
     if problems:
         return 200, {"errors": [_format(e, "GRAPHQL_VALIDATION_FAILED") for e in problems]}
-    result = execute(
+    result = execute_sync(  # the resolvers are synchronous
         schema,
         document,
         context_value=context,
@@ -67,14 +67,14 @@ def execute_request(
         body["errors"] = [_format(e, "BAD_USER_INPUT") for e in result.errors]
     conflicts = [e for e in body.get("errors", []) if e.get("extensions", {}).get("code") == ConcurrencyConflict.code]
     if conflicts and profile.stale_etag == "200":
-        for error in conflicts:
-            error["extensions"]["code"] = "CONFLICT"
+        for conflict in conflicts:
+            conflict["extensions"]["code"] = "CONFLICT"
         return 200, body
     return (409 if conflicts else 200), body
 
 
 def _format(error: GraphQLError, default_code: str) -> dict[str, Any]:
-    formatted = error.formatted
+    formatted: dict[str, Any] = dict(error.formatted)
     original = error.original_error
     if isinstance(original, EmulatorError):
         code = original.code

@@ -15,6 +15,7 @@ how :class:`~airflow_provider_ion.testing.emulator.delivery.Deliveries` turns ch
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import secrets
@@ -357,7 +358,7 @@ class Store:
                 self._listeners.remove(listener)
 
     @property
-    def changes(self) -> list[dict[str, Any]]:
+    def changes(self) -> builtins.list[dict[str, Any]]:  # `list` here is Store.list
         """The change log (oldest first): ``{seq, resource, action, object, at}`` per committed change."""
         with self._lock:
             return _clone(self._changes)
