@@ -84,7 +84,7 @@ def resolve_environment(name: str, conn_id: str = "ion_default") -> Environment:
         choices = ", ".join([*ENVIRONMENTS, *(f"{a} (= {t})" for a, t in ENVIRONMENT_ALIASES.items())])
         raise IonConfigError(
             f"Connection {conn_id!r}: unknown environment {name!r}; choose one of: {choices} "
-            "(extra 'environment'), or set host and extra 'token_url' explicitly."
+            "(extra 'environment'), or set host and extra 'auth_url' explicitly."
         )
     return ENVIRONMENTS[key]
 
