@@ -8,13 +8,11 @@ Each test prints its outage and recovery times (``pytest -s``)."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,65 +21,9 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_ion.webhooks.inbox import Inbox, InboxUnavailable
+from tests.storage_faults import Load, fill, http_sender, small_tmpfs, stored_keys
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-class Load:
-    """Appends from ``threads`` threads until stopped; records acknowledged keys and refusals with times."""
-
-    def __init__(self, send: Callable[[str], bool], threads: int = 3) -> None:
-        self.send = send
-        self.acked: set[str] = set()
-        self.ok_times: list[float] = []
-        self.refused_times: list[float] = []
-        self.unexpected: list[BaseException] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(t,), daemon=True) for t in range(threads)]
-
-    def _run(self, t: int) -> None:
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            key = f"t{t}-{i}"
-            try:
-                acked = self.send(key)
-            except BaseException as error:  # anything but the documented refusal is a failure
-                with self._lock:
-                    self.unexpected.append(error)
-                return
-            with self._lock:
-                if acked:
-                    self.acked.add(key)
-                    self.ok_times.append(time.monotonic())
-                else:
-                    self.refused_times.append(time.monotonic())
-            if not acked:
-                time.sleep(0.02)  # as a retrying sender would, a little later
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def wait(self, what: Callable[[], bool], timeout: float, message: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not what():
-            assert not self.unexpected, self.unexpected
-            assert time.monotonic() < deadline, message
-            time.sleep(0.01)
-
-    def refusals_since(self, t: float) -> int:
-        return sum(1 for x in self.refused_times if x >= t)
-
-    def first_ok_after(self, t: float) -> float | None:
-        return next((x for x in self.ok_times if x >= t), None)
 
 
 def inbox_sender(inbox: Inbox, body: bytes = b'{"resource": "RUNS", "action": "CREATE"}') -> Callable[[str], bool]:
@@ -95,44 +37,14 @@ def inbox_sender(inbox: Inbox, body: bytes = b'{"resource": "RUNS", "action": "C
     return send
 
 
-def stored_keys(inbox: Inbox) -> set[str]:
-    return {e.event_id for e in inbox.read_after(0, limit=1_000_000, receiver="faults")}
-
-
 # -- SQLite on a small file system of its own ----------------------------------------------------------------
 
 
 @pytest.fixture
 def small_fs(tmp_path) -> Iterator[Path]:
     """A 8 MB tmpfs mounted for this test (root only), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "mnt") as mount:
         yield mount
-    finally:
-        subprocess.run(["mount", "-o", "remount,rw", str(mount)], capture_output=True)
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(directory: Path) -> Path:
-    """A file that takes every free byte of ``directory``'s file system."""
-    filler = directory / "filler"
-    chunk = b"\0" * 65536
-    with open(filler, "wb", buffering=0) as f:
-        while True:
-            try:
-                f.write(chunk)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC
-                if len(chunk) == 1:
-                    break
-                chunk = chunk[: len(chunk) // 2]
-    return filler
 
 
 def test_sqlite_on_a_full_file_system(small_fs):
@@ -298,28 +210,6 @@ def test_postgres_restarted_in_the_middle_of_a_load(own_pg):
 SECRET = "s3cr3t-for-the-storage-faults-0123456789"
 
 
-def http_sender(base: str) -> Callable[[str], bool]:
-    import json
-
-    import httpx
-
-    from airflow_provider_ion.webhooks.signature import sign
-
-    client = httpx.Client(timeout=30)
-
-    def send(key: str) -> bool:
-        body = json.dumps({"event_id": key, "resource": "RUNS", "action": "CREATE", "data": {"n": key}}).encode()
-        headers = {"content-type": "application/json", "x-ion-signature": sign(body, SECRET)}
-        response = client.post(f"{base}/ion-webhooks/v1/receivers/faults", content=body, headers=headers)
-        if response.status_code == 503:
-            assert response.headers.get("retry-after"), "a 503 must say when to retry"
-            return False
-        assert response.status_code == 200, (response.status_code, response.text)
-        return True
-
-    return send
-
-
 @contextlib.contextmanager
 def receiver_on(inbox: Inbox) -> Iterator[str]:
     from airflow_provider_ion.webhooks.app import ReceiverApp, ReceiverSettings
@@ -337,7 +227,7 @@ def receiver_on(inbox: Inbox) -> Iterator[str]:
 def test_http_sqlite_disk_full_answers_503_then_recovers(small_fs):
     inbox = Inbox(f"sqlite:///{small_fs}/inbox.db", busy_timeout=2)
     try:
-        with receiver_on(inbox) as base, Load(http_sender(base)) as load:
+        with receiver_on(inbox) as base, Load(http_sender(base, SECRET)) as load:
             load.wait(lambda: len(load.acked) >= 20, 30, "no deliveries before the fault")
             filler = fill(small_fs)
             full_at = time.monotonic()
@@ -360,7 +250,7 @@ def test_http_sqlite_disk_full_answers_503_then_recovers(small_fs):
 def test_http_postgres_restart_answers_503_then_recovers(own_pg):
     inbox = Inbox(own_pg.url, table_prefix="http_faults", busy_timeout=2)
     try:
-        with receiver_on(inbox) as base, Load(http_sender(base), threads=4) as load:
+        with receiver_on(inbox) as base, Load(http_sender(base, SECRET), threads=4) as load:
             load.wait(lambda: len(load.acked) >= 30, 30, "no deliveries before the restart")
             stopping_at = time.monotonic()
             own_pg.stop("fast")
