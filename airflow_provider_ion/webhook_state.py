@@ -9,6 +9,9 @@ Every function is safe to retry: it reads ION's state first and changes only wha
 retried after a timeout never creates a twin receiver or subscription. Updates carry the object's
 ``_etag``; on a concurrency conflict the function re-reads and tries again, a bounded number of times.
 
+(~500 lines: receivers, subscriptions and the combined desired state share the etag-retry and secret
+rules below; one module keeps them in one place.)
+
 The shared secret rule: the Airflow Variable ``ion_webhook_secret_<name>`` (read by the receiver app)
 must hold the secret ION signs with. A secret is only ever stored after ION holds it (created with it,
 updated to it, or verified equal to ION's); reusing an existing receiver with a *different*

@@ -14,6 +14,9 @@ Example::
     with AirflowCluster(tmp_path, dags_folder=dags) as cluster:
         cluster.kill("scheduler-1")                       # SIGKILL to the whole process group
         rows = cluster.query("SELECT state FROM dag_run")
+
+Why ~500 lines: one class that starts, wires and kills every component of the cluster; the single
+processes come from :mod:`airflow_provider_ion.testing.local_airflow`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ that cannot roll back is dropped), so it never stays inside ``BEGIN IMMEDIATE`` 
 lock. A failure that is the ROW's fault (the database refuses its data) is retried one row per
 transaction, so only that delivery gets :class:`InvalidDelivery` and its neighbours are stored; any other
 failure is storage's: :class:`InboxUnavailable` for every caller of the batch.
+
+Why ~500 lines: the batching thread, row validation and the per-row fallback are one mechanism whose
+failure rules (above) must be read together.
 """
 
 from __future__ import annotations
