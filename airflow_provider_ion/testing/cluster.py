@@ -497,7 +497,12 @@ def wait_for_trigger(cluster: AirflowCluster, timeout: float = 180) -> None:
     cluster.stack.wait_for_dag(DAG_ID, timeout=timeout)
     consumer = IonWebhookTrigger(resource="RUNS", action="CREATE").consumer_name
     with Inbox(cluster.db_url) as inbox:
-        _wait_for(lambda: consumer in inbox.list_cursors(), timeout, "the AssetWatcher trigger to start")
+        # the default cursor is "<filter name>-<Airflow trigger id>" (IonWebhookTrigger.consumer_name)
+        _wait_for(
+            lambda: any(name == consumer or name.startswith(f"{consumer}-") for name in inbox.list_cursors()),
+            timeout,
+            "the AssetWatcher trigger to start",
+        )
 
 
 def stranded(cluster: AirflowCluster, expected: set[str]) -> set[str]:
