@@ -14,7 +14,6 @@ replay action) run :func:`~.quarantine_replay.replay_quarantined`, the one imple
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 

@@ -9,8 +9,8 @@ import json
 from airflow_provider_ion.testing.emulator.delivery_attempt import request_headers
 from airflow_provider_ion.testing.emulator.profiles import get_profile
 from airflow_provider_ion.webhooks.inbox import Inbox
-from airflow_provider_ion.webhooks.signature import DEFAULT_SCHEME, SignatureScheme, verify
 from airflow_provider_ion.webhooks.quarantine_replay import detect_quarantined, replay_quarantined
+from airflow_provider_ion.webhooks.signature import DEFAULT_SCHEME, SignatureScheme, verify
 
 SECRET = "whsec-receiver-secret-0123456789"
 
