@@ -5,7 +5,8 @@ Routes (relative to :data:`MOUNT_PATH`, ``/ion-ui``):
 - ``GET /``: the page (receivers, deliveries with filters, rejections and quarantine, consumers).
 - ``GET /body?receiver=&event_id=``: one stored delivery's body (JSON), fetched on demand by the page.
 - ``GET /quarantine/{id}/body``: one quarantined delivery's body.
-- ``POST /quarantine/replay``: store quarantined deliveries in the inbox and drop them from quarantine.
+- ``POST /quarantine/replay``: verify quarantined deliveries again with the signature settings now in force;
+  append what verifies and drop it from quarantine (same function as ``airflow-ion inbox replay-quarantined``).
 - ``GET /dag/{dag_id}`` and ``GET /dag/{dag_id}/run/{run_id}``: the deliveries a DAG's runs consumed
   (shown inside Airflow's DAG and DAG-run views through ``external_views``).
 
@@ -32,7 +33,7 @@ Example::
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -92,6 +93,8 @@ class UiState:
         unconsumed_after: float = DEFAULT_UNCONSUMED_AFTER,
         receiver_stats: Callable[[], dict[str, Any] | None] | None = None,
         signature_scheme: dict[str, str] | None = None,
+        secrets_for: Callable[[str], Sequence[str]] | None = None,
+        current_scheme: Callable[[], Any] | None = None,
     ) -> None:
         from airflow_provider_ion.ui.ion_status import IonSubscriptions
 
@@ -104,6 +107,24 @@ class UiState:
         #: The configured signature settings (header, algorithm, encoding, prefix; no secret), shown next
         #: to the quarantine so a mismatch can be compared with what ION sends.
         self.signature_scheme = signature_scheme or {}
+        self._secrets_for = secrets_for
+        self._current_scheme = current_scheme
+
+    def secrets_for(self, receiver: str) -> Sequence[str]:
+        """The receiver's shared secret(s), resolved like the receiver does (never shown)."""
+        if self._secrets_for is not None:
+            return self._secrets_for(receiver)
+        from airflow_provider_ion.webhooks.quarantine_replay import receiver_secrets
+
+        return receiver_secrets(receiver)
+
+    def current_scheme(self) -> Any:
+        """The signature settings now in force; replay verifies with these."""
+        if self._current_scheme is not None:
+            return self._current_scheme()
+        from airflow_provider_ion.webhooks.quarantine_replay import current_scheme
+
+        return current_scheme()
 
     @property
     def inbox(self) -> Any:
@@ -257,7 +278,7 @@ def create_ui_app(state: UiState | None = None) -> Any:
 
         from airflow_provider_ion.ui.page import replay_quarantined
 
-        return JSONResponse(await run_in_threadpool(replay_quarantined, state.inbox, ids))
+        return JSONResponse(await run_in_threadpool(replay_quarantined, state, ids))
 
     @app.get(
         "/dag/{dag_id}",

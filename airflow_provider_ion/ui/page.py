@@ -112,6 +112,7 @@ def build_page(
     consumers: list[queries.ConsumerLag] = []
     unconsumed: list[dict[str, Any]] = []
     quarantine: list[dict[str, Any]] = []
+    detected: dict[str, dict[str, Any]] = {}
     stats: dict[str, Any] = {"url": inbox.safe_url, "total": 0, "latest_seq": 0}
     inbox_error = None
     try:
@@ -140,6 +141,7 @@ def build_page(
                     "header_names": _headers_names(item.headers),
                 }
             )
+        detected = detected_settings(state, sorted({q["receiver"] for q in quarantine}))
         filters = queries.DeliveryFilter(
             receiver=form.get("receiver") or None,
             resource=form.get("resource") or None,
@@ -187,6 +189,7 @@ def build_page(
         "unconsumed_after": state.unconsumed_after,
         "quarantine": quarantine,
         "quarantine_limit": QUARANTINE_LIMIT,
+        "detected": detected,
         "ion": ion,
         "ion_age": None if ion.fetched_at is None else max(0, int(now.timestamp() - ion.fetched_at)),
         "receiver_stats": receiver_stats,
@@ -218,26 +221,50 @@ def build_run_view(state: Any, dag_id: str, run_id: str | None) -> dict[str, Any
     return {"dag_id": dag_id, "run_id": run_id, "items": items, "error": error, "now": datetime.now(UTC)}
 
 
-def replay_quarantined(inbox: Any, ids: list[str]) -> dict[str, Any]:
-    """Store the quarantined deliveries ``ids`` in the inbox, then remove them from quarantine.
+def replay_quarantined(state: Any, ids: list[str]) -> dict[str, Any]:
+    """Verify the quarantined deliveries ``ids`` again with the signature settings now in force and
+    append only what verifies (:func:`airflow_provider_ion.webhooks.quarantine_replay.replay_quarantined`,
+    the same function as ``airflow-ion inbox replay-quarantined``). What still fails stays in quarantine
+    and is reported under ``refused``; a delivery already in the inbox counts as a duplicate."""
+    from airflow_provider_ion.webhooks.quarantine_replay import replay_quarantined as replay
 
-    The person replaying vouches for them (their signature failed). A body that is not a JSON object
-    with an ``event_id`` cannot become an event: it stays in quarantine and is reported.
-    Redelivery-safe: a delivery already in the inbox is counted as a duplicate and removed too.
-    """
-    wanted = set(ids)
-    found = {str(item.id): item for item in inbox.quarantined(limit=1000) if str(item.id) in wanted}
-    result: dict[str, Any] = {"replayed": [], "duplicates": [], "refused": {}, "missing": sorted(wanted - set(found))}
-    done: list[Any] = []
-    for key, item in found.items():
-        body = bytes(item.body)
-        event_id = _event_id_of(body)
-        if event_id is None:
+    wanted = {str(i) for i in ids}
+    by_receiver: dict[str, set[str]] = {}
+    for item in state.inbox.quarantined(limit=1000):
+        if str(item.id) in wanted:
+            by_receiver.setdefault(item.receiver, set()).add(str(item.id))
+    found = set().union(*by_receiver.values()) if by_receiver else set()
+    result: dict[str, Any] = {"replayed": [], "duplicates": [], "refused": {}, "missing": sorted(wanted - found)}
+    scheme = state.current_scheme()
+    for receiver, keys in sorted(by_receiver.items()):
+        secrets = state.secrets_for(receiver)
+        done = replay(state.inbox, receiver, secrets, scheme, limit=1000, ids=keys)
+        result["replayed"] += done.appended
+        result["duplicates"] += done.duplicates
+        for key in done.still_failing:
+            result["refused"][key] = (
+                "signature still fails with the current settings"
+                if secrets
+                else f"no shared secret is configured for receiver {receiver!r}"
+            )
+        for key in done.invalid:
             result["refused"][key] = "body is not a JSON object with an event_id"
-            continue
-        appended = inbox.append(item.receiver, event_id, body)
-        result["duplicates" if appended.duplicate else "replayed"].append(key)
-        done.append(item.id)
-    if done:
-        inbox.remove_quarantined(done)
     return result
+
+
+def detected_settings(state: Any, receivers: list[str]) -> dict[str, dict[str, Any]]:
+    """Per receiver with quarantined deliveries: what :mod:`~airflow_provider_ion.webhooks.signature_detect`
+    finds (``detect_quarantined``): scheme descriptions and ``[ion_webhooks]`` settings, never a secret."""
+    from airflow_provider_ion.webhooks.quarantine_replay import detect_quarantined
+
+    found: dict[str, dict[str, Any]] = {}
+    for receiver in receivers:
+        try:
+            secrets = state.secrets_for(receiver)
+        except Exception as error:  # diagnostics only: the page still renders
+            log.warning("ION UI: could not resolve the secret of receiver %r: %s", receiver, type(error).__name__)
+            secrets = ()
+        detected = detect_quarantined(state.inbox, receiver, secrets, limit=QUARANTINE_LIMIT)
+        detected["has_secret"] = bool(secrets)
+        found[receiver] = detected
+    return found

@@ -57,9 +57,7 @@ from airflow_provider_ion.webhooks.secrets import (
     LookupDeferred,
     SecretResolver,
     SecretSource,
-    airflow_connection_source,
-    airflow_variable_source,
-    ion_lookup_source,
+    default_sources,
 )
 from airflow_provider_ion.webhooks.signature import DEFAULT_SCHEME, SignatureScheme, verify
 
@@ -285,9 +283,7 @@ class ReceiverApp:
         self.settings = settings or ReceiverSettings()
         self.inbox = inbox or Inbox.from_url(self.settings.inbox_url)
         if secret_sources is None:
-            secret_sources = [airflow_variable_source, airflow_connection_source]
-            if self.settings.ion_conn_id:
-                secret_sources.append(ion_lookup_source(self.settings.ion_conn_id))
+            secret_sources = default_sources(self.settings.ion_conn_id)
         self.secrets = SecretResolver(secret_sources, refresh_interval=self.settings.secret_refresh_interval)
         self.stats = ReceiverStats()
         self._pending_rejections: Counter[tuple[str, str]] = Counter()

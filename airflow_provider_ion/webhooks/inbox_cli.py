@@ -1,4 +1,4 @@
-"""``airflow-ion inbox``: look into the webhook inbox (tail, stats, purge).
+"""``airflow-ion inbox``: look into the webhook inbox (tail, stats, purge, replay-quarantined).
 
 Imported by ``airflow-ion --help``, so it stays light: SQLAlchemy is imported only when a subcommand
 runs. The inbox URL comes from ``--url``, else ``[ion_webhooks] inbox_url``, else the SQLite file
@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("stats", help="counts, time range, consumer cursors and lag (JSON)")
 
     purge = sub.add_parser("purge", help="delete events older than N days")
+    replay = sub.add_parser(
+        "replay-quarantined",
+        help="verify a receiver's quarantined deliveries with the signature settings now in force; "
+        "append what verifies (dedup holds)",
+    )
+    replay.add_argument("--receiver", required=True, help="receiver name (as in the receiver URL)")
+    replay.add_argument("--limit", type=int, default=100, help="quarantined deliveries to read (default: 100)")
     purge.add_argument("--older-than-days", type=float, default=7.0, help="age in days (default: 7, the retention)")
 
 
@@ -85,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
             _tail(inbox, args)
         elif args.inbox_command == "stats":
             sys.stdout.write(json.dumps(inbox.stats(), indent=2) + "\n")
+        elif args.inbox_command == "replay-quarantined":
+            from airflow_provider_ion.webhooks.signature_cli import replay_command
+
+            return replay_command(inbox, args.receiver, args.limit)
         elif args.inbox_command == "purge":
             deleted = inbox.purge(timedelta(days=args.older_than_days))
             _print({"deleted": deleted, "older_than_days": args.older_than_days})

@@ -222,6 +222,15 @@ def ion_lookup_source(ion_conn_id: str) -> SecretSource:
     return remote(lookup)
 
 
+def default_sources(ion_conn_id: str | None) -> list[SecretSource]:
+    """Where the receiver finds a receiver's secrets, in order: the Airflow Variable, the Airflow
+    Connection, then (when ``ion_conn_id`` is set) ION's receiver record through that connection."""
+    sources: list[SecretSource] = [airflow_variable_source, airflow_connection_source]
+    if ion_conn_id:
+        sources.append(ion_lookup_source(ion_conn_id))
+    return sources
+
+
 def _mask(secret: str) -> None:
     """Register ``secret`` with Airflow's log masker, where one is available."""
     try:

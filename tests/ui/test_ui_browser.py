@@ -186,18 +186,21 @@ def test_lag_grows_while_the_dag_is_paused_and_shrinks_after(stack, browser_fact
     browser.shot("05-lag-after-unpause")
 
 
-def _quarantine_one(stack) -> tuple[str, str]:
+def _quarantine_one(stack, signature: str = "sha256=00") -> tuple[str, str]:
     """A delivery in quarantine (what the receiver keeps when a known receiver's signature fails)."""
     event_id = f"quarantined-{uuid.uuid4().hex[:8]}"
     body = json.dumps({"event_id": event_id, "resource": "PARTS", "action": "UPDATE", "data": {}}).encode()
+    if signature == "valid":  # signed the way the settings now in force verify (they changed since)
+        signature = sign(body, SECRET)
     with Inbox(stack.inbox_url) as inbox:
-        assert inbox.quarantine(RECEIVER, body, {"x-ion-signature": "sha256=00"}, "signature mismatch")
+        assert inbox.quarantine(RECEIVER, body, {"x-ion-signature": signature}, "signature mismatch")
         item = next(q for q in inbox.quarantined(RECEIVER) if bytes(q.body) == body)
     return str(item.id), event_id
 
 
 def test_replay_is_refused_to_a_viewer_and_done_for_an_admin(stack, browser_factory) -> None:
-    item_id, event_id = _quarantine_one(stack)
+    item_id, event_id = _quarantine_one(stack, "valid")
+    bad_id, bad_event_id = _quarantine_one(stack)
     viewer = browser_factory()
     viewer.login("viewer")
     viewer.open(PAGE)
@@ -228,6 +231,20 @@ def test_replay_is_refused_to_a_viewer_and_done_for_an_admin(stack, browser_fact
     with Inbox(stack.inbox_url) as inbox:
         assert inbox.get(RECEIVER, event_id) is not None
         assert not any(str(q.id) == item_id for q in inbox.quarantined(RECEIVER))
+    # A delivery that does not verify with the settings now in force is not stored "as if verified".
+    admin.open(PAGE)
+    detected = admin.driver.find_element(By.CSS_SELECTOR, f'.detected-settings[data-receiver="{RECEIVER}"]').text
+    assert "check the secret" in detected
+    assert SECRET not in admin.driver.page_source
+    row = admin.driver.find_element(By.CSS_SELECTOR, f'#quarantine-table tr[data-quarantine-id="{bad_id}"]')
+    admin.driver.execute_script("document.getElementById('replay-result').removeAttribute('data-status')")
+    row.find_element(By.CSS_SELECTOR, "button[data-replay]").click()
+    admin.wait(lambda d: d.find_element(By.ID, "replay-result").get_attribute("data-status"), what="the answer")
+    text = admin.driver.find_element(By.ID, "replay-result").text
+    assert text.startswith("Replayed 0,") and "signature still fails with the current settings" in text
+    with Inbox(stack.inbox_url) as inbox:
+        assert inbox.get(RECEIVER, bad_event_id) is None
+        assert any(str(q.id) == bad_id for q in inbox.quarantined(RECEIVER))
     admin.open(f"{PAGE}?event_id={event_id}")
     assert admin.driver.find_elements(By.CSS_SELECTOR, f'#deliveries-table tr[data-event-id="{event_id}"]')
 
