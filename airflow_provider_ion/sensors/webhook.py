@@ -14,7 +14,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_ion.triggers.matching import EventFilter
-from airflow_provider_ion.triggers.webhook import IonWebhookWaitTrigger
+from airflow_provider_ion.triggers.webhook import IonWebhookWaitTrigger, record_consumer, sensor_consumer_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -161,6 +161,7 @@ class IonWebhookSensor(BaseSensorOperator):
             warn_unknown(self.log, self.task_id, event_filter.resources, event_filter.actions, self._inbox())
         except Exception as error:  # a check that cannot run is not the task's failure
             self.log.debug("resource/action check skipped: %s", error)
+        record_consumer(self.log, self._inbox(), sensor_consumer_name(event_filter), "sensor", event_filter)
         after = self.start_seq(context)
         if not self.deferrable:
             self._position = after
