@@ -30,6 +30,7 @@ not missed.
         action="CREATE",
         match={"data.runId": "{{ params.run_id }}"},
         timeout=3600,
+        deferrable=True,  # the default follows [operators] default_deferrable (False unless set)
     )
 
     @task

@@ -114,6 +114,10 @@ class IonWebhookAuditOperator(IonBaseOperator):
     :param fail_on: ``"error"`` (default), ``"warning"`` (errors or warnings) or ``"never"``.
     :param inbox_url: the inbox to check for lagging consumers (see above).
     :param max_consumer_lag: events a consumer may be behind before it is reported.
+    :param consumer_window_days: triggers and sensors that recorded themselves in the inbox within this many
+        days (each running trigger refreshes its record hourly; a sensor when it starts waiting) are compared
+        with the active subscriptions: ``consumer_without_subscription`` (warning) and
+        ``subscription_without_consumer`` (info). Needs the inbox (see above); skipped when it is not read.
     :param min_failures: failing events of one receiver in the window before it is reported.
     :param store_secret: when fix creates a receiver, store its secret in the Airflow Variable the
         receiver app reads (as IonEnsureWebhooksOperator does).
@@ -135,6 +139,7 @@ class IonWebhookAuditOperator(IonBaseOperator):
         inbox_url: str | None = None,
         check_inbox: bool = True,
         max_consumer_lag: int = 1000,
+        consumer_window_days: float = 7,
         min_failures: int = 1,
         store_secret: bool = True,
         page_size: int = DEFAULT_PAGE_SIZE,
@@ -149,6 +154,9 @@ class IonWebhookAuditOperator(IonBaseOperator):
         self.inbox_url = inbox_url
         self.check_inbox = check_inbox
         self.max_consumer_lag = max_consumer_lag
+        if float(consumer_window_days) <= 0:
+            raise ValueError(f"consumer_window_days must be positive, got {consumer_window_days!r}")
+        self.consumer_window_days = float(consumer_window_days)
         self.min_failures = min_failures
         self.store_secret = store_secret
         self.page_size = page_size
@@ -191,11 +199,14 @@ class IonWebhookAuditOperator(IonBaseOperator):
         path = url.removeprefix("sqlite:///")
         return url if url.startswith("sqlite:///") and Path(path).is_file() else None
 
-    def _read_inbox(self) -> tuple[dict[str, Any], dict[str, dict[str, int]] | None]:
+    def _read_inbox(
+        self,
+    ) -> tuple[dict[str, Any], dict[str, dict[str, int]] | None, list[dict[str, Any]] | None]:
+        """The inbox summary, its rejection counts and the consumers seen in the consumer window."""
         url = self._inbox_url()
         if url is None:
             reason = "disabled" if not self.check_inbox else "no inbox configured and no default inbox file"
-            return {"checked": False, "reason": reason}, None
+            return {"checked": False, "reason": reason}, None, None
         from airflow_provider_ion.webhooks.inbox import Inbox
 
         inbox = Inbox.from_url(url)
@@ -203,8 +214,20 @@ class IonWebhookAuditOperator(IonBaseOperator):
             stats = inbox.stats()
             since = datetime.now(UTC) - timedelta(hours=float(self.window_hours))
             rejections = inbox.rejection_counts(since=since)
+            seen_since = datetime.now(UTC) - timedelta(days=self.consumer_window_days)
+            recorded = [
+                {
+                    "consumer": c.consumer,
+                    "kind": c.kind,
+                    "receiver": c.receiver,
+                    "resources": list(c.resources) if c.resources is not None else None,
+                    "actions": list(c.actions) if c.actions is not None else None,
+                    "last_seen": c.last_seen.isoformat(),
+                }
+                for c in inbox.consumers(since=seen_since)
+            ]
         except Exception as error:  # InboxUnavailable and friends: report, don't fail the audit
-            return {"checked": False, "url": inbox.safe_url, "error": str(error)[:300]}, None
+            return {"checked": False, "url": inbox.safe_url, "error": str(error)[:300]}, None, None
         finally:
             inbox.close()
         consumers = stats.get("consumers") or {}
@@ -214,8 +237,11 @@ class IonWebhookAuditOperator(IonBaseOperator):
             "total": stats.get("total"),
             "latest_seq": stats.get("latest_seq"),
             "consumers": consumers,
+            "by_receiver": stats.get("by_receiver") or {},
+            "recorded_consumers": len(recorded),
+            "consumer_window_days": self.consumer_window_days,
         }
-        return summary, rejections
+        return summary, rejections, recorded
 
     # -- fixing ----------------------------------------------------------------------------------
     def _apply_fixes(
@@ -296,8 +322,8 @@ class IonWebhookAuditOperator(IonBaseOperator):
         hook = self.hook
         sent_before = hook.operations_sent
         snapshot = self._read(hook, since)
-        inbox, rejections = self._read_inbox()
-        snapshot.inbox, snapshot.rejections = inbox, rejections
+        inbox, rejections, recorded = self._read_inbox()
+        snapshot.inbox, snapshot.rejections, snapshot.consumers = inbox, rejections, recorded
         findings = audit_findings(
             snapshot,
             expected,

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from airflow_provider_ion.resources import canonical_resource
+from airflow_provider_ion.triggers.matching import name_key
 from airflow_provider_ion.webhook_state import is_loopback, parse_subscriptions, without_secret
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Severity",
     "applies_to",
     "audit_findings",
+    "consumer_findings",
     "format_findings_table",
     "is_resolved_by",
     "normalize_expected",
@@ -72,6 +74,14 @@ FINDING_CODES: dict[str, tuple[str, str]] = {
     "signature_rejections": ("warning", "deliveries the receiver refused for a bad signature"),
     "consumer_lagging": ("warning", "an inbox consumer's cursor is more than max_consumer_lag events behind"),
     "inbox_unavailable": ("warning", "the configured inbox could not be read"),
+    "consumer_without_subscription": (
+        "warning",
+        "a trigger or sensor seen recently waits for a (resource, action) no active subscription delivers",
+    ),
+    "subscription_without_consumer": (
+        "info",
+        "an active subscription to a receiver this inbox serves that no trigger or sensor seen recently consumes",
+    ),
     "fix_failed": ("error", "fix=True could not apply a change"),
 }
 
@@ -155,6 +165,9 @@ class AuditSnapshot:
     events_in_window: int | None = None
     inbox: dict[str, Any] | None = None
     rejections: dict[str, dict[str, int]] | None = None
+    #: The inbox's consumers seen in the consumer window (``ConsumerRecord`` fields as a dict: ``consumer``,
+    #: ``kind``, ``receiver``, ``resources``, ``actions``, ``last_seen``); None when not read.
+    consumers: list[dict[str, Any]] | None = None
 
 
 def normalize_expected(expected: Any) -> list[ExpectedWebhooks]:
@@ -358,8 +371,104 @@ def audit_findings(
                 )
             )
 
+    if snapshot.consumers is not None:
+        inbox_receivers = set((inbox.get("by_receiver") or {}).keys())
+        findings.extend(
+            consumer_findings(snapshot.consumers, snapshot.receivers, snapshot.subscriptions, inbox_receivers)
+        )
+
     order = {s: i for i, s in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: (order[f.severity], f.code))
+    return findings
+
+
+def _delivers(sub: Mapping[str, Any], receiver: str | None, resource: str | None, action: str | None) -> bool:
+    """Whether live subscription ``sub`` (with ``receiver_name`` added) delivers what the pattern names.
+
+    ``None`` in the pattern means any; resources and actions compare by :func:`canonical_resource` (RUN and
+    RUNS are one), receivers case-insensitively (the receiver stores lower-case names).
+    """
+    if receiver is not None and str(sub.get("receiver_name") or "").lower() != receiver.lower():
+        return False
+    if resource is not None and name_key(sub.get("resource")) != name_key(resource):
+        return False
+    return action is None or name_key(sub.get("action")) == name_key(action)
+
+
+def consumer_findings(
+    consumers: Sequence[Mapping[str, Any]],
+    receivers: Sequence[Mapping[str, Any]],
+    subscriptions: Sequence[Mapping[str, Any]],
+    inbox_receivers: Iterable[str] = (),
+) -> list[Finding]:
+    """Consumers (triggers, sensors) against ION's active subscriptions, both ways.
+
+    - ``consumer_without_subscription`` (warning): a consumer's (resource, action) pair that no active
+      subscription on an active receiver delivers (to its receiver, when it names one): it never fires.
+    - ``subscription_without_consumer`` (info): an active subscription, on an active receiver this inbox
+      serves (one in ``inbox_receivers``, the receivers with events in the inbox, or named by a consumer),
+      that no consumer's filter takes: ION delivers events nothing in Airflow waits for.
+
+    ``consumers`` are the ones seen recently (the caller picks the window); resources/actions ``None`` mean any.
+    """
+    findings: list[Finding] = []
+    names = {_rid(r["id"]): r for r in receivers}
+    live = []
+    for sub in sorted(subscriptions, key=_sort_id):
+        receiver = names.get(_rid(sub.get("receiverId")))
+        if sub.get("active") and receiver is not None and receiver.get("active"):
+            live.append({**sub, "receiver_name": receiver.get("name")})
+    patterns = []
+    for consumer in sorted(consumers, key=lambda c: str(c.get("consumer"))):
+        receiver = consumer.get("receiver") or None
+        pairs = [
+            (resource, action)
+            for resource in (consumer.get("resources") or [None])
+            for action in (consumer.get("actions") or [None])
+        ]
+        patterns.extend((receiver, resource, action) for resource, action in pairs)
+        missing = [(r, a) for r, a in pairs if not any(_delivers(sub, receiver, r, a) for sub in live)]
+        if not missing:
+            continue
+        labels = [f"{r or '*'}/{a or '*'}" for r, a in missing]
+        where = f"receiver {receiver!r}" if receiver else "any receiver"
+        add_to = f"receiver {receiver!r}" if receiver else "the receiver that feeds this inbox"
+        findings.append(
+            Finding(
+                "warning",
+                "consumer_without_subscription",
+                f"{consumer.get('kind', 'consumer').capitalize()} {consumer.get('consumer')!r} waits for "
+                f"{', '.join(labels)} on {where}, which no active subscription delivers: it never fires",
+                {
+                    "type": "consumer",
+                    "name": consumer.get("consumer"),
+                    "kind": consumer.get("kind"),
+                    "receiver": receiver,
+                    "missing": labels,
+                },
+                f"Subscribe {add_to} to {', '.join(labels)} (IonEnsureWebhooksOperator, or the audit's expected= "
+                "with fix=True), or correct the trigger's/sensor's resource and action (RUN and RUNS compare equal)",
+                details={"last_seen": consumer.get("last_seen")},
+            )
+        )
+    served = {str(name).lower() for name in inbox_receivers}
+    served |= {str(c["receiver"]).lower() for c in consumers if c.get("receiver")}
+    for sub in live:
+        if str(sub["receiver_name"] or "").lower() not in served:
+            continue  # a receiver of another system: not this inbox's business
+        if any(_delivers(sub, receiver, r, a) for receiver, r, a in patterns):
+            continue
+        findings.append(
+            Finding(
+                "info",
+                "subscription_without_consumer",
+                f"Subscription {sub['id']} ({sub['resource']}/{sub['action']}) to receiver "
+                f"{sub['receiver_name']!r} feeds no trigger or sensor seen recently",
+                _sub_obj(sub, names.get(_rid(sub.get("receiverId")))),
+                "Disable it (IonDisableWebhookSubscriptionOperator) if nothing needs these events, or add an "
+                "IonWebhookTrigger / IonWebhookSensor for them (a sensor counts only in the windows it ran in)",
+            )
+        )
     return findings
 
 

@@ -1,4 +1,4 @@
-"""Wait in a task for an ION webhook event (deferrable by default) and return it.
+"""Wait in a task for an ION webhook event (deferred or poking, per ``[operators] default_deferrable``) and return it.
 
 Imported by DAG files at parse time: no SQLAlchemy, httpx or gql at import (the inbox is imported when
 the task runs).
@@ -10,11 +10,11 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_ion.triggers.matching import EventFilter
-from airflow_provider_ion.triggers.webhook import IonWebhookWaitTrigger
+from airflow_provider_ion.triggers.webhook import IonWebhookWaitTrigger, record_consumer, sensor_consumer_name
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -42,7 +42,8 @@ class IonWebhookSensor(BaseSensorOperator):
     that: a datetime (or ISO 8601 string), a ``timedelta`` back from now, an ``int`` inbox seq (events
     after it), or ``"now"`` (only events from the moment the task starts).
 
-    Deferrable by default: the task frees its worker slot and a trigger in the triggerer waits (one
+    Deferrable or not per Airflow's ``[operators] default_deferrable`` (False unless set), as the official
+    providers' sensors are. Deferred, the task frees its worker slot and a trigger in the triggerer waits (one
     shared inbox reader per triggerer, filters applied there). With ``deferrable=False`` it pokes the
     inbox every ``poke_interval`` (one read per poke, from where the previous poke stopped).
     ``timeout``, ``soft_fail``, ``mode`` behave as for any Airflow sensor.
@@ -56,7 +57,8 @@ class IonWebhookSensor(BaseSensorOperator):
     :param inbox_url: default ``[ion_webhooks] inbox_url``, else
         ``$AIRFLOW_HOME/ion_inbox.db``.
     :param poll_interval: the trigger's inbox read interval (default ``[ion_webhooks] poll_interval``/0.2 s).
-    :param deferrable: wait in the triggerer (default) rather than in a worker slot.
+    :param deferrable: wait in the triggerer rather than in a worker slot (default: ``[operators]
+        default_deferrable``).
     """
 
     template_fields: Sequence[str] = ("receiver", "resource", "action", "match", "since", "inbox_url")
@@ -72,7 +74,9 @@ class IonWebhookSensor(BaseSensorOperator):
         since: datetime.datetime | datetime.timedelta | str | int | None = None,
         inbox_url: str | None = None,
         poll_interval: float | None = None,
-        deferrable: bool = True,
+        # The official providers' convention (e.g. airflow/providers/http/sensors/http.py): the sensor has a
+        # working poke path (poke() below), so Airflow's setting decides.
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -161,6 +165,7 @@ class IonWebhookSensor(BaseSensorOperator):
             warn_unknown(self.log, self.task_id, event_filter.resources, event_filter.actions, self._inbox())
         except Exception as error:  # a check that cannot run is not the task's failure
             self.log.debug("resource/action check skipped: %s", error)
+        record_consumer(self.log, self._inbox(), sensor_consumer_name(event_filter), "sensor", event_filter)
         after = self.start_seq(context)
         if not self.deferrable:
             self._position = after

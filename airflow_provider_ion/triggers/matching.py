@@ -4,7 +4,7 @@ A filter has four parts, all optional, all of which must hold:
 
 - ``receiver``: the receiver name the delivery arrived at (receiver names are lower case; compared so).
 - ``resources`` / ``actions``: ION's names (``RUNS``, ``CREATE``); compared case-insensitively and in
-  either spelling (``RUN`` or ``RUNS``: :func:`canonical_name`), and a list means any of them.
+  either spelling (``RUN`` or ``RUNS``: :func:`name_key`), and a list means any of them.
 - ``match``: ``{dotted.path: expected}`` into the delivery body, e.g. ``{"data.runId": 7}``. A path
   segment is a dict key, or a list index when the segment is all digits and the value is a list.
   An expected list means "any of these".
@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["EventFilter", "canonical_name", "get_path", "normalize_names", "values_equal"]
+from airflow_provider_ion.resources import canonical_resource
+
+__all__ = ["EventFilter", "get_path", "name_key", "normalize_names", "values_equal"]
 
 _MISSING = object()
 
@@ -46,22 +48,15 @@ def normalize_names(value: str | Iterable[str] | None) -> list[str] | None:
     return names or None
 
 
-def canonical_name(name: Any) -> str:
-    """ION's resource/action name reduced so singular and plural compare equal: ``RUNS``/``RUN`` -> ``RUN``,
-    ``ISSUES`` -> ``ISSUE``, ``PURCHASE_ORDERS`` -> ``PURCHASE_ORDER``, ``ADDRESSES`` -> ``ADDRESS``.
+def name_key(value: Any) -> str | None:
+    """The comparison key of a resource/action name in an event or a filter: ``RUNS`` and ``RUN`` give ``RUN``.
 
-    ION's docs spell resources both ways and its bodies' spelling is not published. A small local rule (upper
-    case; ``IES`` -> ``Y``; ``SSES``/``XES``/``CHES``/``SHES`` lose ``ES``; a final single ``S`` goes), applied
-    to both sides of a comparison.
+    :func:`airflow_provider_ion.resources.canonical_resource` for a non-empty string; ``None`` for a
+    missing or non-string field (it matches no named filter).
     """
-    text = str(name or "").strip().upper()
-    if text.endswith("IES") and len(text) > 3:
-        return text[:-3] + "Y"
-    if text.endswith(("SSES", "XES", "CHES", "SHES")):
-        return text[:-2]
-    if text.endswith("S") and not text.endswith("SS") and len(text) > 1:
-        return text[:-1]
-    return text
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return canonical_resource(value)
 
 
 def get_path(body: Any, path: str) -> Any:
@@ -173,8 +168,8 @@ class EventFilter:
 
     @functools.cached_property
     def _canonical(self) -> tuple[frozenset[str] | None, frozenset[str] | None]:
-        resources = None if self.resources is None else frozenset(map(canonical_name, self.resources))
-        actions = None if self.actions is None else frozenset(map(canonical_name, self.actions))
+        resources = None if self.resources is None else frozenset(map(name_key, self.resources))
+        actions = None if self.actions is None else frozenset(map(name_key, self.actions))
         return resources, actions
 
     def matches(self, event: Any) -> bool:
@@ -182,9 +177,9 @@ class EventFilter:
         if self.receiver is not None and get("receiver") != self.receiver:
             return False
         resources, actions = self._canonical
-        if resources is not None and canonical_name(get("resource")) not in resources:
+        if resources is not None and name_key(get("resource")) not in resources:
             return False
-        if actions is not None and canonical_name(get("action")) not in actions:
+        if actions is not None and name_key(get("action")) not in actions:
             return False
         payload = get("payload")
         return all(_matches_value(get_path(payload, path), expected) for path, expected in self.match)

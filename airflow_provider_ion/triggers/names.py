@@ -5,7 +5,7 @@ introspection through the connection ``[ion_webhooks] ion_conn_id`` (cached per 
 when ION cannot be reached (or the setting is ``none``), the names seen in the inbox's newest events. A name
 that is not among them is logged at WARNING with the closest valid ones. Never an error: a subscription may
 be created after the DAG, and ION's spelling of resources in bodies (RUN or RUNS) is not published, so the
-filter compares both spellings (:func:`airflow_provider_ion.triggers.matching.canonical_name`).
+filter compares both spellings (:func:`airflow_provider_ion.resources.canonical_resource`).
 
 Nothing heavy at import; the hook and the inbox are imported when a check runs (in the triggerer or the task).
 """
@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from airflow_provider_ion.triggers.matching import canonical_name
+from airflow_provider_ion.triggers.matching import name_key
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,10 @@ def unknown_names(
         known, source = _inbox_names(inbox, what), "the inbox's recent events"
         if not known:
             return []  # nothing seen yet: no basis for a warning
-    canon = {canonical_name(k): k for k in known}
+    canon = {name_key(k): k for k in known}
     found = []
     for value in values:
-        if canonical_name(value) in canon:
+        if name_key(value) in canon:
             continue
         close = difflib.get_close_matches(str(value).upper(), [k.upper() for k in known], n=3, cutoff=0.5)
         found.append((value, close, source))

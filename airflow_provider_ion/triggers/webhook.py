@@ -37,9 +37,52 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
 from airflow_provider_ion.triggers.matching import EventFilter, normalize_names
 
-__all__ = ["IonWebhookTrigger", "IonWebhookWaitTrigger"]
+__all__ = ["IonWebhookTrigger", "IonWebhookWaitTrigger", "record_consumer", "sensor_consumer_name"]
 
 STREAM_KEY_PREFIX = "airflow_provider_ion.inbox"
+#: Seconds between a running consumer's refreshes of its ``last_seen`` in the inbox's consumers record.
+CONSUMER_REFRESH_SECONDS = 3600.0
+
+
+#: ``(inbox, consumer name) -> time.monotonic()`` of this process's last record (see record_consumer).
+_recorded: dict[tuple[str, str, str], float] = {}
+
+
+def record_consumer(logger: Any, inbox: Any, name: str, kind: str, event_filter: EventFilter) -> bool:
+    """Record in the inbox what consumer ``name`` consumes (for the audit); False (and a WARNING) on failure.
+
+    At most once per :data:`CONSUMER_REFRESH_SECONDS` per process and name (a thousand deferred sensors with
+    one filter cost one write). Bookkeeping only: a failure never stops a trigger or sensor from delivering.
+    """
+    key = (str(inbox.safe_url), str(inbox.table_prefix), name)
+    last = _recorded.get(key)
+    if last is not None and time.monotonic() - last < CONSUMER_REFRESH_SECONDS:
+        return True
+    try:
+        inbox.record_consumer(
+            name,
+            kind=kind,
+            receiver=event_filter.receiver,
+            resources=event_filter.resources,
+            actions=event_filter.actions,
+        )
+    except Exception as error:
+        logger.warning("ION inbox consumer %s: could not record its filter for the audit: %s", name, error)
+        return False
+    _recorded[key] = time.monotonic()
+    return True
+
+
+def sensor_consumer_name(event_filter: EventFilter) -> str:
+    """The consumers-record name of every sensor (and its wait trigger) with this filter."""
+    return f"ion-sensor-{event_filter.fingerprint()}"
+
+
+async def _keep_recorded(logger: Any, inbox: Any, name: str, kind: str, event_filter: EventFilter) -> None:
+    """Refresh the consumer's record every :data:`CONSUMER_REFRESH_SECONDS` while it runs (recorded at start)."""
+    while True:
+        await asyncio.sleep(CONSUMER_REFRESH_SECONDS)
+        await asyncio.to_thread(record_consumer, logger, inbox, name, kind, event_filter)
 
 
 def _plain(value: Any) -> Any:
@@ -194,6 +237,12 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
             )  # fmt: skip
         return inbox.open_cursor(name, start)
 
+    def _open_and_record(self, inbox: Any) -> int:
+        """:meth:`_open_cursor`, then record this consumer's filter in the inbox (for the audit)."""
+        cursor = self._open_cursor(inbox)
+        record_consumer(self.log, inbox, self.consumer_name, "trigger", self.event_filter)
+        return cursor
+
     # Airflow 3.3+ shared streams ----------------------------------------------------------------
     def shared_stream_key(self) -> Hashable | None:
         url, poll_interval = self._resolved()
@@ -215,13 +264,14 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
 
         key = self.shared_stream_key()
         url, _ = self._resolved()
-        cursor = await _retrying(self._open_cursor, get_inbox(url))
+        cursor = await _retrying(self._open_and_record, get_inbox(url))
         self.log.info("ION inbox consumer %s resumes after seq %d (%s)", self.consumer_name, cursor, url)
         sub = Subscription(consumer=self.consumer_name, cursor=cursor)
         state = stream_state(key)
         state.join(sub)
         delivery = _Delivery(self)
         delivery.check_names(f"IonWebhookTrigger {self.consumer_name}", get_inbox(url))
+        delivery.keep_recorded(get_inbox(url), self.consumer_name)
         try:
             last = cursor
             async for raw in shared_stream:
@@ -250,9 +300,10 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         url, poll_interval = self._resolved()
         inbox = get_inbox(url)
         consumer = self.consumer_name
-        cursor = await _retrying(self._open_cursor, inbox)
+        cursor = await _retrying(self._open_and_record, inbox)
         delivery = _Delivery(self)
         delivery.check_names(f"IonWebhookTrigger {consumer}", inbox)
+        delivery.keep_recorded(inbox, consumer)
         waiter = get_reader(url, poll_interval).add_waiter(cursor, accept=delivery.matches)
         taken: list[tuple[float, int]] = []  # (monotonic time Airflow took it, seq up to which it is done)
         saved = cursor
@@ -289,6 +340,7 @@ class _Delivery:
         self.event_filter = trigger.event_filter
         self.logger = trigger.log
         self._check: asyncio.Task | None = None
+        self._record: asyncio.Task | None = None
         self.max_body_bytes = config.get_int("max_event_bytes_in_airflow")
         self.sweeper: Any = None
         self.relay: Any = None
@@ -315,6 +367,11 @@ class _Delivery:
 
         self._check = asyncio.get_running_loop().create_task(check())
 
+    def keep_recorded(self, inbox: Any, consumer: str) -> None:
+        """In the background: refresh this consumer's record in the inbox hourly (for the audit)."""
+        task = _keep_recorded(self.logger, inbox, consumer, "trigger", self.event_filter)
+        self._record = asyncio.get_running_loop().create_task(task)
+
     def matches(self, event: Any) -> bool:
         return self.event_filter.matches(event)
 
@@ -328,8 +385,9 @@ class _Delivery:
         return TriggerEvent(payload)
 
     async def close(self) -> None:
-        if self._check is not None and not self._check.done():
-            self._check.cancel()
+        for task in (self._check, self._record):
+            if task is not None and not task.done():
+                task.cancel()
         if self.sweeper is not None:
             await self.sweeper.close()
         if self.relay is not None:
@@ -438,11 +496,21 @@ class IonWebhookWaitTrigger(_FilterKwargs, BaseTrigger):
             "after_seq": self.after_seq,
         }
 
+    @property
+    def consumer_name(self) -> str:
+        """The name this wait records in the inbox's consumers record (it holds no cursor)."""
+        return sensor_consumer_name(self.event_filter)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_ion.triggers._reader import get_reader
+        from airflow_provider_ion.triggers._reader import get_inbox, get_reader
 
         url, poll_interval = self._resolved()
+        inbox = get_inbox(url)
+        await asyncio.to_thread(record_consumer, self.log, inbox, self.consumer_name, "sensor", self.event_filter)
         waiter = get_reader(url, poll_interval).add_waiter(self.after_seq, accept=self.event_filter.matches)
+        recording = asyncio.get_running_loop().create_task(
+            _keep_recorded(self.log, inbox, self.consumer_name, "sensor", self.event_filter)
+        )
         try:
             while True:
                 events, _upto = await waiter.get()
@@ -452,4 +520,5 @@ class IonWebhookWaitTrigger(_FilterKwargs, BaseTrigger):
                     yield TriggerEvent(event_payload(events[0], config.get_int("max_event_bytes_in_airflow")))
                     return
         finally:
+            recording.cancel()
             waiter.close()

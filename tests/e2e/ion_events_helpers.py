@@ -53,7 +53,8 @@ WAIT_DAG = textwrap.dedent(
             time.sleep(float(params["delay"]))
 
         before() >> IonWebhookSensor(task_id="wait_for_issue", resource="ISSUES", action="CREATE",
-                                     match={"data.runId": "{{ params.run_id }}"}, timeout=300)
+                                     match={"data.runId": "{{ params.run_id }}"}, timeout=300,
+                                     deferrable=True)
     """
 )
 

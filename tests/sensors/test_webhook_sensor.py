@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -41,7 +44,8 @@ def later(delay: float, fn, *args, **kwargs) -> threading.Thread:
 
 
 def sensor_body(inbox: Inbox, **kwargs) -> str:
-    args = ", ".join(f"{k}={v!r}" for k, v in {"inbox_url": _url(inbox), "poll_interval": 0.05, **kwargs}.items())
+    settings = {"inbox_url": _url(inbox), "poll_interval": 0.05, "deferrable": True, **kwargs}
+    args = ", ".join(f"{k}={v!r}" for k, v in settings.items())
     return f"    IonWebhookSensor(task_id='wait', {args})\n"
 
 
@@ -100,6 +104,35 @@ def test_poke_mode_reads_the_inbox_and_returns_the_event(airflow_db, inbox) -> N
     assert result["wait"].xcom["event_id"] == "poked"
 
 
+@pytest.mark.parametrize(("setting", "expected"), [(None, "False"), ("True", "True"), ("false", "False")])
+def test_deferrable_default_follows_airflows_operators_default_deferrable(setting, expected) -> None:
+    """Like the official providers' sensors: ``[operators] default_deferrable`` (read when the module is imported)."""
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"}
+    if setting is not None:
+        env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = setting
+    code = (
+        "from airflow_provider_ion.sensors.webhook import IonWebhookSensor\n"
+        "print('DEFERRABLE', IonWebhookSensor(task_id='s', resource='ISSUES').deferrable)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [line for line in out.stdout.splitlines() if line.startswith("DEFERRABLE")] == [f"DEFERRABLE {expected}"]
+
+
+def test_the_default_sensor_pokes_and_records_itself_as_a_consumer(airflow_db, inbox) -> None:
+    thread = later(1.0, append, inbox, "poked-by-default", runId=4)
+    args = ", ".join(
+        f"{k}={v!r}"
+        for k, v in {"inbox_url": _url(inbox), "resource": "ISSUES", "match": {"data.runId": 4}, "poke_interval": 0.2,
+                     "timeout": 30}.items()
+    )  # fmt: skip
+    result = run_dag_source(f"    IonWebhookSensor(task_id='wait', {args})\n", imports=IMPORTS)
+    thread.join()
+    assert result["wait"].state == "success" and result["wait"].xcom["event_id"] == "poked-by-default"
+    (recorded,) = inbox.consumers()
+    assert (recorded.kind, recorded.resources, recorded.actions) == ("sensor", ("ISSUES",), None)
+
+
 def test_timeout_with_soft_fail_skips(airflow_db, inbox) -> None:
     body = sensor_body(inbox, resource="ISSUES", match={"data.runId": "never"}, deferrable=False,
                        poke_interval=0.2, timeout=1, soft_fail=True)  # fmt: skip
@@ -136,7 +169,7 @@ def test_sensor_defers_with_a_plain_trigger_carrying_the_filter_and_timeout(inbo
         from airflow.exceptions import TaskDeferred
 
     sensor = IonWebhookSensor(task_id="s", inbox_url=_url(inbox), resource="ISSUES", match={"data.runId": 9},
-                              timeout=120)  # fmt: skip
+                              timeout=120, deferrable=True)  # fmt: skip
     context = {"dag_run": SimpleNamespace(start_date=datetime.now(UTC))}
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context)

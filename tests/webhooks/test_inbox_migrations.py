@@ -108,7 +108,8 @@ def test_a_0_1_0_inbox_is_upgraded_with_its_data_intact(legacy, backend):
         assert inbox.upgraded_from == 1 and inbox.schema_version() == SCHEMA_VERSION
         with inbox.engine.connect() as conn:
             names = set(sa.inspect(conn).get_table_names())
-        assert {f"{prefix}_{t}" for t in ("seen", "conflicts", "quarantine", "schema")} <= names
+        assert {f"{prefix}_{t}" for t in ("seen", "conflicts", "quarantine", "schema", "consumers")} <= names
+        assert inbox.consumers() == []  # version 3's consumers record starts empty
         # The seen record was backfilled from the stored events: dedup and conflicts work for old rows.
         assert inbox.stats()["seen_ids"] == 3
         same = inbox.append("qa", "1", EVENTS[0][2])
@@ -176,3 +177,30 @@ def test_two_processes_opening_a_0_1_0_inbox_at_once(legacy, tmp_path):
         assert inbox.stats()["seen_ids"] == 5  # the backfill ran once
     finally:
         inbox.close()
+
+
+def test_a_0_2_0_inbox_gets_the_consumers_record_with_its_data_intact(make_inbox, backend):
+    """Version 2 -> 3: an inbox as 0.2.0 left it (this code's tables less ``consumers``, version 2)."""
+    inbox = make_inbox(backend)
+    first = inbox.append("qa", "1", EVENTS[0][2])
+    inbox.set_cursor("trigger-a", first.seq)
+    tables = inbox.tables
+    with inbox.engine.begin() as conn:
+        tables.consumers.drop(conn)
+        conn.execute(sa.update(tables.version).where(tables.version.c.id == 1).values(version=2))
+    inbox.close()
+    again = Inbox(inbox.engine, table_prefix=inbox.table_prefix)
+    try:
+        assert [e.event_id for e in again.read_after(0)] == ["1"] and again.list_cursors() == {"trigger-a": first.seq}
+        assert again.schema_version() == SCHEMA_VERSION == 3 and again.upgraded_from == 2
+        again.record_consumer("trigger-a", kind="trigger", receiver="qa", resources=["RUNS"], actions=None)
+        (record,) = again.consumers()
+        assert (record.consumer, record.kind, record.receiver, record.resources, record.actions) == (
+            "trigger-a",
+            "trigger",
+            "qa",
+            ("RUNS",),
+            None,
+        )
+    finally:
+        again.close()

@@ -29,7 +29,7 @@ __all__ = ["CURRENT_VERSION", "read_version", "upgrade"]
 log = logging.getLogger(__name__)
 
 #: The schema version this code writes.
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 _BACKFILL_BATCH = 1000
 
 
@@ -76,7 +76,12 @@ def _step_2(conn: Connection, tables: InboxTables) -> None:
         last = int(rows[-1].seq)
 
 
-STEPS: dict[int, Callable[[Connection, InboxTables], None]] = {1: _step_1, 2: _step_2}
+def _step_3(conn: Connection, tables: InboxTables) -> None:
+    """0.3.0: the consumers record (what each trigger or sensor consumes; starts empty)."""
+    tables.metadata.create_all(conn, tables=tables.v3, checkfirst=True)
+
+
+STEPS: dict[int, Callable[[Connection, InboxTables], None]] = {1: _step_1, 2: _step_2, 3: _step_3}
 
 
 def read_version(conn: Connection, tables: InboxTables) -> int:

@@ -6,6 +6,8 @@ Schema versions (kept in ``<prefix>_schema``, upgraded by :mod:`.migrations`):
 2. 0.2.0: ``seen`` (the dedup record, kept for the dedup horizon after the bodies are purged),
    ``conflicts`` (hourly counts of re-deliveries with another body), ``quarantine`` (signature failures
    of known receivers) and ``schema`` itself.
+3. ``consumers``: what each trigger or sensor consumes (receiver, resources, actions) and when it was last
+   seen, so the audit can compare consumers with ION's subscriptions.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class InboxTables:
     conflicts: sa.Table
     quarantine: sa.Table
     version: sa.Table
+    consumers: sa.Table
 
     @property
     def v1(self) -> list[sa.Table]:
@@ -54,6 +57,11 @@ class InboxTables:
     def v2(self) -> list[sa.Table]:
         """The tables schema version 2 added."""
         return [self.seen, self.conflicts, self.quarantine, self.version]
+
+    @property
+    def v3(self) -> list[sa.Table]:
+        """The tables schema version 3 added."""
+        return [self.consumers]
 
 
 def build_tables(prefix: str, schema: str | None) -> InboxTables:
@@ -132,4 +140,18 @@ def build_tables(prefix: str, schema: str | None) -> InboxTables:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
-    return InboxTables(metadata, events, cursors, rejections, seen, conflicts, quarantine, version)
+    # What each trigger or sensor consumes, upserted when it opens its cursor (for the audit). resources and
+    # actions are JSON lists of names as the filter holds them, or NULL for "any".
+    consumers = sa.Table(
+        f"{prefix}_consumers",
+        metadata,
+        sa.Column("consumer", sa.String(255), primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("receiver", sa.String(COLUMN_LIMITS["receiver"])),
+        sa.Column("resources", sa.Text()),
+        sa.Column("actions", sa.Text()),
+        sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+        sa.Index(f"{prefix}_consumers_last_seen_ix", "last_seen"),
+    )
+    return InboxTables(metadata, events, cursors, rejections, seen, conflicts, quarantine, version, consumers)

@@ -63,7 +63,9 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 
+from airflow_provider_ion.webhooks.inbox import consumers as consumer_records
 from airflow_provider_ion.webhooks.inbox import housekeeping, migrations, quarantine, transaction
+from airflow_provider_ion.webhooks.inbox.consumers import ConsumerRecord
 from airflow_provider_ion.webhooks.inbox.listener import InboxListener
 from airflow_provider_ion.webhooks.inbox.records import (
     AppendResult,
@@ -610,6 +612,28 @@ class Inbox:
         """Every consumer's cursor."""
         with self.connect("cursor", write=False) as conn:
             return {row.consumer: int(row.seq) for row in conn.execute(sa.select(self.cursors))}
+
+    # -- what consumers consume (see .consumers) ------------------------------------------------------------
+
+    def record_consumer(
+        self,
+        consumer: str,
+        *,
+        kind: str,
+        receiver: str | None = None,
+        resources: Iterable[str] | None = None,
+        actions: Iterable[str] | None = None,
+    ) -> None:
+        """Record what ``consumer`` (a trigger's cursor name, or a sensor's) consumes, seen now.
+
+        ``kind`` is ``"trigger"`` or ``"sensor"``; ``None`` resources/actions mean any. For the audit, which
+        compares the consumers seen recently with ION's active subscriptions (:meth:`consumers`).
+        """
+        consumer_records.record(self, consumer, kind=kind, receiver=receiver, resources=resources, actions=actions)
+
+    def consumers(self, since: datetime | None = None) -> list[ConsumerRecord]:
+        """The consumers recorded by :meth:`record_consumer`, seen at or after ``since`` (all when None)."""
+        return consumer_records.listing(self, since)
 
     # -- counters: rejections and conflicts (see .housekeeping) --------------------------------------------
 
