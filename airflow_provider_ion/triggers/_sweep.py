@@ -29,7 +29,8 @@ triggerer (``models/trigger.py`` ``Trigger.assign_unassigned``) and cancels thos
 (``jobs/triggerer_job_runner.py`` ``load_triggers``/``ids_for_triggerer``); tested with two triggerers in
 ``tests/e2e/test_stranded_two_triggerers.py``. Read in that source, not tested: when a triggerer misses
 heartbeats for ``[triggerer] triggerer_health_check_threshold``, another takes its triggers while it may still
-run them until its next loop, so in that window both can sweep (at most one more repeat of the same event).
+run them until its next loop, so in that window both can sweep (a guess: one more sweep event, so possibly one
+more extra run).
 """
 
 from __future__ import annotations
