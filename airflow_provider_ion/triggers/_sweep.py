@@ -23,8 +23,14 @@ at each DAG scheduled on the trigger's asset(s):
 
 The posted event's ``extra`` is ``{"ion_sweep": {...}, "payload": <the trigger's newest event>}``: code
 that reads ``extra["payload"]`` sees a repeat of an event with the same ``event_id`` (``IonEvent`` skips
-it). Nothing is swept when nothing is stranded. It runs in the triggerer, inside the trigger (one
-trigger runs on one triggerer at a time, so two triggerers never sweep the same trigger twice).
+it). Nothing is swept when nothing is stranded. It runs in the triggerer, inside the trigger. With several
+triggerers each trigger, so each sweep, runs on one of them: a triggerer takes only triggers without a live
+triggerer (``models/trigger.py`` ``Trigger.assign_unassigned``) and cancels those no longer assigned to it
+(``jobs/triggerer_job_runner.py`` ``load_triggers``/``ids_for_triggerer``); tested with two triggerers in
+``tests/e2e/test_stranded_two_triggerers.py``. Read in that source, not tested: when a triggerer misses
+heartbeats for ``[triggerer] triggerer_health_check_threshold``, another takes its triggers while it may still
+run them until its next loop, so in that window both can sweep (a guess: one more sweep event, so possibly one
+more extra run).
 """
 
 from __future__ import annotations

@@ -83,26 +83,31 @@ def stack(tmp_path_factory, database):
     with TwoTriggererStack(home, dags_folder=dags, env=env, db_url=database, components=components) as stack:
         inbox = Inbox(database)
         stack.inbox = inbox  # type: ignore[attr-defined]
-        # Tell the two triggerers' jobs apart: start the second only once the first has its job row.
-        stack.jobs = {}  # type: ignore[attr-defined]
-        _new_triggerer_job(stack, database, "triggerer")
-        stack.start_component("triggerer-2")
-        _new_triggerer_job(stack, database, "triggerer-2")
+        start_second_triggerer(stack, database)
         stack.wait_for_dag("ion_on_run")
         wait_for_consumer(inbox, CONSUMER)
         yield stack
         inbox.close()
 
 
-def _query(database: str, sql: str, *args) -> list[tuple]:
+def start_second_triggerer(stack: TwoTriggererStack, database: str) -> None:
+    """Start ``triggerer-2``; ``stack.jobs`` maps each triggerer's job id to its name (the second starts only
+    once the first has its job row, which tells them apart)."""
+    stack.jobs = {}  # type: ignore[attr-defined]
+    new_triggerer_job(stack, database, "triggerer")
+    stack.start_component("triggerer-2")
+    new_triggerer_job(stack, database, "triggerer-2")
+
+
+def query_db(database: str, sql: str, *args) -> list[tuple]:
     with psycopg.connect(database.replace("postgresql+psycopg://", "postgresql://")) as conn:
         return conn.execute(sql, args).fetchall()
 
 
-def _new_triggerer_job(stack, database: str, name: str, timeout: float = 60) -> None:
+def new_triggerer_job(stack, database: str, name: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ids = {r[0] for r in _query(database, "SELECT id FROM job WHERE job_type = 'TriggererJob'")}
+        ids = {r[0] for r in query_db(database, "SELECT id FROM job WHERE job_type = 'TriggererJob'")}
         new = ids - set(stack.jobs)
         if new:
             assert len(new) == 1, new
@@ -116,7 +121,7 @@ def _holder(stack, database: str, timeout: float = 60) -> str:
     """Which triggerer runs the asset watcher's trigger (by its job id)."""
     deadline = time.monotonic() + timeout
     while True:
-        rows = _query(database, "SELECT triggerer_id FROM trigger WHERE classpath LIKE %s", "%IonWebhookTrigger")
+        rows = query_db(database, "SELECT triggerer_id FROM trigger WHERE classpath LIKE %s", "%IonWebhookTrigger")
         holders = {stack.jobs.get(r[0]) for r in rows}
         if len(holders) == 1 and None not in holders:
             return holders.pop()

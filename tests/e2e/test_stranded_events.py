@@ -14,6 +14,8 @@ Run with -s for the figures.
 
 from __future__ import annotations
 
+import itertools
+import json
 import textwrap
 import time
 import uuid
@@ -31,6 +33,7 @@ pytestmark = pytest.mark.e2e
 BURST = 20
 GAP = 0.05
 DEADLINE = 10.0
+QUIET_PERIOD = 1.0  # [ion_webhooks] sweep_quiet_period's default
 
 BURST_DAGS = textwrap.dedent(
     """
@@ -57,11 +60,11 @@ BURST_DAGS = textwrap.dedent(
 CASES = {"ion_burst_fast": "CREATE", "ion_burst_slow": "UPDATE"}
 
 
-def _consumer(action: str) -> str:
+def consumer_for(action: str) -> str:
     return IonWebhookTrigger(resource="RUNS", action=action).consumer_name
 
 
-def _pg_database():
+def pg_database():
     psycopg = pytest.importorskip("psycopg")
     import os
 
@@ -93,7 +96,7 @@ def stack(request, tmp_path_factory):
     (dags / "ion_burst.py").write_text(BURST_DAGS)
     drop = None
     if request.param == "postgres":
-        db_url, drop = _pg_database()
+        db_url, drop = pg_database()
         inbox_url = db_url
         env = env_for(inbox_url)
         env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = db_url
@@ -107,7 +110,7 @@ def stack(request, tmp_path_factory):
             stack.backend = request.param  # type: ignore[attr-defined]
             for dag_id, action in CASES.items():
                 stack.wait_for_dag(dag_id)
-                wait_for_consumer(inbox, _consumer(action))
+                wait_for_consumer(inbox, consumer_for(action))
             yield stack
             inbox.close()
     finally:
@@ -132,7 +135,9 @@ class RunWatcher:
     def __init__(self, stack: Any, dag_id: str, since: float) -> None:
         self.stack, self.dag_id, self.since = stack, dag_id, since
         self.runs: dict[str, list[tuple[str, bool]]] = {}  # run_id -> (event_id, sweep) of its asset events
+        self.run_after: dict[str, str] = {}
         self.first_seen: dict[str, float] = {}
+        self.bodies: dict[str, set[str]] = {}  # event_id -> the ION bodies (as JSON) its asset events carried
 
     def poll(self) -> None:
         runs = self.stack.api("GET", f"/dags/{self.dag_id}/dagRuns", params={"limit": 1000})["dag_runs"]
@@ -144,24 +149,40 @@ class RunWatcher:
             events = self.stack.api("GET", f"/dags/{self.dag_id}/dagRuns/{run_id}/upstreamAssetEvents")
             ids = _event_ids(events["asset_events"])
             self.runs[run_id] = ids
+            self.run_after[run_id] = run["run_after"]
+            for event in events["asset_events"]:
+                payload = (event.get("extra") or {}).get("payload")
+                if isinstance(payload, dict) and payload.get("event_id") is not None:
+                    body = json.dumps(payload.get("payload"), sort_keys=True)
+                    self.bodies.setdefault(str(payload["event_id"]), set()).add(body)
             for event_id, _sweep in ids:
                 self.first_seen.setdefault(event_id, now)
 
 
-def _burst(stack: Any, action: str) -> tuple[list[str], float]:
-    accepted = []
+def _burst(stack: Any, action: str) -> tuple[list[str], list[float]]:
+    """(event_ids, times the receiver accepted them)."""
+    accepted, times = [], []
     for i in range(BURST):
-        accepted.append(post_event(stack.base_url, "RUNS", action, {"n": i})[0])
+        event_id, at = post_event(stack.base_url, "RUNS", action, {"n": i})
+        accepted.append(event_id)
+        times.append(at)
         time.sleep(GAP)
-    return accepted, time.time()
+    return accepted, times
 
 
-@pytest.mark.parametrize("dag_id", list(CASES))
-def test_every_event_of_a_burst_reaches_a_dag_run_within_10s(stack, dag_id) -> None:
+def burst_and_check(stack: Any, dag_id: str, label: str) -> RunWatcher:
+    """One burst to ``dag_id`` and the issue's limits: every accepted event_id in some run's triggering asset
+    events within DEADLINE of the burst's end; at most one extra run (a run that brings no event_id that no
+    earlier run had: only repeats, or nothing). Prints the figures; returns the watcher."""
     watcher = RunWatcher(stack, dag_id, time.time())
     watcher.poll()
     before = set(watcher.runs)
-    accepted, burst_end = _burst(stack, CASES[dag_id])
+    burst_start = time.time()
+    accepted, times = _burst(stack, CASES[dag_id])
+    burst_end = time.time()
+    # The sweep runs once the trigger has been quiet for [ion_webhooks] sweep_quiet_period (1 s by default):
+    # a busy receiver that accepts the burst with longer pauses makes it several bursts, one sweep each.
+    pauses = sum(1 for a, b in itertools.pairwise(times) if b - a > QUIET_PERIOD)
     while time.time() < burst_end + DEADLINE and not set(accepted) <= set(watcher.first_seen):
         time.sleep(0.5)
         watcher.poll()
@@ -169,16 +190,30 @@ def test_every_event_of_a_burst_reaches_a_dag_run_within_10s(stack, dag_id) -> N
     time.sleep(4)  # any extra run the fix adds for this burst shows up by now
     watcher.poll()
     new_runs = {r: ids for r, ids in watcher.runs.items() if r not in before}
-    ours = set(accepted)
+    seen = {e for r in before for e, _ in watcher.runs[r]}
+    extra_runs = []
+    for run_id in sorted(new_runs, key=watcher.run_after.__getitem__):
+        ids = {e for e, _ in new_runs[run_id]}
+        if not ids - seen:
+            extra_runs.append(run_id)
+        seen |= ids
     sweep_runs = [r for r, ids in new_runs.items() if any(sweep for _, sweep in ids)]
-    without_new_event = [r for r, ids in new_runs.items() if not ours & {e for e, _ in ids}]
     seen_times = [watcher.first_seen[e] - burst_end for e in accepted if e in watcher.first_seen]
     worst = f"{max(seen_times):.1f} s" if len(seen_times) == len(accepted) else "never"
     print(
-        f"\n[stranded {stack.backend} {dag_id}] {len(accepted)} events -> {len(new_runs)} runs "
-        f"({len(sweep_runs)} with a sweep, {len(without_new_event)} without a new event); worst burst end -> "
+        f"\n[stranded {label} {dag_id}] {len(accepted)} events in {burst_end - burst_start:.1f} s ({pauses} pauses "
+        f"over {QUIET_PERIOD:.0f} s) -> {len(new_runs)} runs "
+        f"({len(sweep_runs)} with a sweep, {len(extra_runs)} extra: only repeats); worst burst end -> "
         f"event in a run: {worst}; not in a run within {DEADLINE:.0f} s: {len(late)}"
     )
+    for run_id in sorted(new_runs, key=watcher.run_after.__getitem__):
+        print(f"  {run_id}: {len(new_runs[run_id])} ION events, sweep: {any(s for _, s in new_runs[run_id])}")
     assert not late, f"{len(late)} of {len(accepted)} events reached no DAG run within {DEADLINE} s of the burst's end"
-    assert len(sweep_runs) <= 1, f"more than one run with a sweep for one burst: {sweep_runs}"
-    assert len(without_new_event) <= 1, f"more than one extra run for one burst: {without_new_event}"
+    assert len(sweep_runs) <= 1 + pauses, f"more than one run with a sweep per quiet period: {sweep_runs}"
+    assert len(extra_runs) <= 1, f"more than one extra run for one burst: {extra_runs}"
+    return watcher
+
+
+@pytest.mark.parametrize("dag_id", list(CASES))
+def test_every_event_of_a_burst_reaches_a_dag_run_within_10s(stack, dag_id) -> None:
+    burst_and_check(stack, dag_id, stack.backend)
