@@ -418,7 +418,7 @@ def consumer_findings(
         receiver = names.get(_rid(sub.get("receiverId")))
         if sub.get("active") and receiver is not None and receiver.get("active"):
             live.append({**sub, "receiver_name": receiver.get("name")})
-    patterns = []
+    patterns: list[tuple[str | None, str | None, str | None]] = []
     for consumer in sorted(consumers, key=lambda c: str(c.get("consumer"))):
         receiver = consumer.get("receiver") or None
         pairs = [

@@ -167,7 +167,7 @@ class EventFilter:
         )
 
     @functools.cached_property
-    def _canonical(self) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    def _canonical(self) -> tuple[frozenset[str | None] | None, frozenset[str | None] | None]:
         resources = None if self.resources is None else frozenset(map(name_key, self.resources))
         actions = None if self.actions is None else frozenset(map(name_key, self.actions))
         return resources, actions
