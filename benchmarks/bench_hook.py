@@ -61,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     page = 100
 
     import httpx
-    from graphql import print_ast
 
-    from airflow_provider_ion.hooks import _gql
+    from airflow_provider_ion.graphql import published_document
     from airflow_provider_ion.hooks.ion import IonHook, clear_token_cache
 
     with tempfile.TemporaryDirectory(prefix="ion-bench-hook-") as tmp:
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 "login": CLIENT_ID,
                 "password": CLIENT_SECRET,
                 "host": base,
-                "extra": {"token_url": token_url},
+                "extra": {"auth_url": token_url},
             }
         )
         os.environ.setdefault("AIRFLOW_HOME", str(work / "home"))
@@ -102,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             stats0 = httpx.get(f"{base}/_emulator/stats").json()["token_requests"]
             clear_token_cache()
             hook = IonHook(CONN_ID)
-            get_doc = print_ast(_gql.operation("GetWebhookReceiver").document)
-            list_doc = print_ast(_gql.operation("ListWebhookSubscriptions").document)
+            get_doc = published_document("GetWebhookReceiver")  # what the hook sends to a schema that has it all
+            list_doc = published_document("ListWebhookSubscriptions")
             http = httpx.Client(base_url=base, trust_env=False, timeout=30)
             token = http.post(
                 token_url.removeprefix(base),

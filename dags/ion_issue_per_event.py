@@ -29,7 +29,7 @@ with DAG(
 `IonWebhookTrigger(..., per_event=True)` posts each matching ION event to its asset with the event's
 `event_id` as the partition key, and `PartitionedAssetTimetable` makes one DAG run per key: each issue gets
 its own run (`dag_run.partition_key` is the `event_id`), its task gets exactly that event, and clearing
-the run re-processes that one issue. Here each issue is acknowledged in the `qa_nonconformances`
+the run re-processes that one issue. Here each issue is acknowledged in the `qa_triage`
 stand-in system, once per `event_id`.
 
 Needs `ion_webhooks_setup` to have run once, and the triggerer to reach Airflow's REST API (README: "One DAG
@@ -50,7 +50,7 @@ run per ION event").
             "title": issue.get("title"),
             "partition": getattr(dag_run, "partition_key", None),
         }
-        record_once("qa_nonconformances", f"triage-{event.event_id_text}", record)
+        record_once("qa_triage", event.event_id_text, record)
         return {"event_id": event.event_id_text, **record}
 
     triage()

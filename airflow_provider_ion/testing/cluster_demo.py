@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     cluster = AirflowCluster(home, dags_folder=home / "dags", pg_admin_url=args.pg_admin_url,
                              env={"ION_CLUSTER_TASK_SECONDS": "0.5"}, say=say)  # fmt: skip
     emulator = None
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # SIGINT explicitly too: a shell that starts us in the background sets it to "ignore", and Ctrl-C must
+    # still stop everything (as in ``airflow-ion dev``).
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         cluster.start()
         say(f"cluster is up: {cluster.base_url} (UI, REST API and /ion-webhooks through HAProxy)")
@@ -87,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         if emulator is not None:
             emulator.stop()
         cluster.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         say("stopped every process; database dropped")
 
 

@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     demo = Demo(Path(args.home), Path(args.dags_folder), runs=args.runs, timeout=args.timeout)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # SIGINT explicitly too: a shell that starts us in the background sets it to "ignore", and Ctrl-C must
+    # still stop everything (as in ``airflow-ion dev``).
+    previous = {sig: signal.signal(sig, _raise_keyboard_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         summary = demo.run()
         if args.keep_running:
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         demo.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
