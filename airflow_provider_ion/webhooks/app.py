@@ -480,8 +480,11 @@ class ReceiverApp:
             return None
         if address is None or not self._proxies or not any(address in net for net in self._proxies):
             return address
-        # Behind a trusted proxy: the client is the right-most X-Forwarded-For hop that is not a proxy.
-        hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        # Behind a trusted proxy: the client is the right-most X-Forwarded-For hop that is not a proxy. Several
+        # header lines are one comma-separated list in order (RFC 9110 5.3): a proxy that appends a line of its
+        # own (HAProxy's `option forwardfor`) must not leave a client-written first line in charge.
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
         for hop in reversed(hops):
             try:
                 candidate = ipaddress.ip_address(hop)

@@ -289,6 +289,10 @@ def test_allow_list_and_trusted_proxy(inbox, source) -> None:
         assert ok.status_code == 200
         other = post(base, body, headers_for(body, **{"x-forwarded-for": "198.51.100.1"}))
         assert other.status_code == 403
+        # A client-written first line does not win over the line the proxy appended (two header lines).
+        lines = [*headers_for(body).items(), ("x-forwarded-for", "203.0.113.9"), ("x-forwarded-for", "198.51.100.1")]
+        faked = httpx.post(base + PATH, content=body, headers=lines, timeout=10)
+        assert faked.status_code == 403
 
 
 def test_settings_reject_bad_networks() -> None:
