@@ -243,7 +243,9 @@ def _declared(key: str) -> dict[str, Any]:
         raise KeyError(f"[{SECTION}] {key} is not a declared option; known: {', '.join(sorted(OPTIONS))}") from None
 
 
-def _airflow_conf() -> Any | None:
+def airflow_conf() -> Any | None:
+    """Airflow's config parser (``airflow.sdk.conf``, or ``airflow.configuration.conf`` on 3.1); None
+    outside an Airflow installation."""
     try:
         from airflow.sdk import conf as sdk_conf  # task-sdk 1.2+ (Airflow 3.2+)
 
@@ -263,7 +265,7 @@ def get(key: str) -> str | None:
     """The option's value as text: Airflow config (``airflow.cfg`` or ``AIRFLOW__ION_WEBHOOKS__<KEY>``),
     else the declared default. An empty value counts as unset."""
     option = _declared(key)
-    conf = _airflow_conf()
+    conf = airflow_conf()
     if conf is not None:
         value = conf.get(SECTION, key, fallback=None)
     else:

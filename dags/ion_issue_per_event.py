@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, Asset, AssetWatcher, PartitionedAssetTimetable, task
+from airflow.sdk import DAG, Asset, AssetWatcher, task
+
+try:
+    from airflow.sdk import PartitionedAssetTimetable
+except ImportError as missing:  # partitioned assets arrived in Airflow 3.3
+    raise ImportError("ion_issue_per_event needs Airflow 3.3 or later (PartitionedAssetTimetable)") from missing
 
 from airflow_provider_ion.triggers.webhook import IonWebhookTrigger
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import ion_desired_state as desired
-from airflow.sdk import DAG, Asset, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, Asset, Param, task
+
+try:
+    from airflow.sdk import CronTriggerTimetable
+except ImportError:  # Airflow 3.1: not yet exported by the Task SDK
+    from airflow.timetables.trigger import CronTriggerTimetable
 
 from airflow_provider_ion.operators.audit import IonWebhookAuditOperator
 

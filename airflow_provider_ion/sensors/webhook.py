@@ -10,9 +10,10 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_ion.config import airflow_conf
 from airflow_provider_ion.triggers.matching import EventFilter
 from airflow_provider_ion.triggers.webhook import IonWebhookWaitTrigger, record_consumer, sensor_consumer_name
 
@@ -23,6 +24,12 @@ __all__ = ["IonWebhookSensor"]
 
 #: Events read per inbox query when looking for a match.
 _PAGE = 500
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` (False when unset), as Airflow's own deferrable operators default."""
+    conf = airflow_conf()
+    return bool(conf is not None and conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 class IonWebhookSensor(BaseSensorOperator):
@@ -76,7 +83,7 @@ class IonWebhookSensor(BaseSensorOperator):
         poll_interval: float | None = None,
         # The official providers' convention (e.g. airflow/providers/http/sensors/http.py): the sensor has a
         # working poke path (poke() below), so Airflow's setting decides.
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = default_deferrable(),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import airflow.sdk
 import pytest
 
 from tests.dag_runner import dag_bag, run_dag_file
@@ -21,6 +22,10 @@ EXAMPLES = {
     "ion_webhooks_teardown",
     "ion_webhooks_audit",
 }
+#: Partitioned assets (one run per ION event) need Airflow 3.3; on 3.1 that example refuses to import.
+PER_EVENT_FILE = "ion_issue_per_event.py"
+PARTITIONS = hasattr(airflow.sdk, "PartitionedAssetTimetable")
+PARSED = EXAMPLES if PARTITIONS else EXAMPLES - {"ion_issue_per_event"}
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +41,19 @@ def bag():
 
 
 def test_example_dags_parse_without_errors_or_warnings(bag) -> None:
-    assert bag.import_errors == {}
+    if PARTITIONS:
+        assert bag.import_errors == {}
+    else:  # a clear error naming the release it needs, nothing else
+        assert {Path(f).name for f in bag.import_errors} == {PER_EVENT_FILE}
+        assert "needs Airflow 3.3 or later" in next(iter(bag.import_errors.values()))
     assert bag.caught_warnings == []
-    assert set(bag.dag_ids) == EXAMPLES
+    assert set(bag.dag_ids) == PARSED
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXAMPLES))
 def test_example_dag_is_documented_and_tagged(bag, dag_id: str) -> None:
+    if dag_id not in PARSED:
+        pytest.skip(f"{dag_id} needs Airflow 3.3 (partitioned assets)")
     dag = bag.dags[dag_id]
     assert dag.doc_md and len(dag.doc_md.strip()) > 80
     assert "ion" in dag.tags
