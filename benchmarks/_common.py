@@ -306,3 +306,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
+
+
+def receiver_command(port: int, inbox_url: str) -> list[str]:
+    """Our standalone receiver (``airflow-ion receiver serve``) on ``port``, no ION look-up, quiet logs."""
+    return [
+        str(BIN / "airflow-ion"), "receiver", "serve", "--port", str(port), "--inbox-url", inbox_url,
+        "--ion-conn-id", "none", "--log-level", "warning",
+    ]  # fmt: skip

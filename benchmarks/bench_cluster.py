@@ -39,19 +39,7 @@ POLL = 0.2
 
 # -- (a) appends ------------------------------------------------------------------------------------------
 def _receiver(port: int, url: str, home: Path) -> c.Server:
-    args = [
-        str(c.BIN / "airflow-ion"),
-        "receiver",
-        "serve",
-        "--port",
-        str(port),
-        "--inbox-url",
-        url,
-        "--ion-conn-id",
-        "none",
-        "--log-level",
-        "warning",
-    ]
+    args = c.receiver_command(port, url)
     env = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",

@@ -43,19 +43,7 @@ def run_one(impl: str, url: str, work: Path, n: int, warmup: int, concurrency: i
     home = work / f"home-{tag}"
     home.mkdir(parents=True, exist_ok=True)
     if impl == "ours":
-        args = [
-            str(c.BIN / "airflow-ion"),
-            "receiver",
-            "serve",
-            "--port",
-            str(port),
-            "--inbox-url",
-            url,
-            "--ion-conn-id",
-            "none",
-            "--log-level",
-            "warning",
-        ]
+        args = c.receiver_command(port, url)
         table = "ion_inbox_events"
     elif impl == "ceiling":
         args = [sys.executable, "-m", "benchmarks.baseline_receiver", "--port", str(port), "--ceiling"]
