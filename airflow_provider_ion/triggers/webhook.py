@@ -134,6 +134,22 @@ class _FilterKwargs:
         return resolve_inbox_url(self.inbox_url), resolve_poll_interval(self.poll_interval)
 
 
+def _require_partitioned_assets() -> None:
+    """``per_event=True`` posts events with a ``partition_key``: partitioned assets came in Airflow 3.3
+    (``airflow.sdk.PartitionedAssetTimetable``). Older releases would accept the trigger and never start a
+    run, so refuse it where the DAG is parsed, saying what to do."""
+    import airflow.sdk
+
+    if not hasattr(airflow.sdk, "PartitionedAssetTimetable"):
+        from airflow import __version__
+
+        raise ValueError(
+            f"IonWebhookTrigger(per_event=True) needs Airflow 3.3 or later (partitioned assets); this is "
+            f"Airflow {__version__}. Upgrade Airflow, or drop per_event: the default mode runs the DAG for "
+            "each batch of events, every event in some run."
+        )
+
+
 class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
     """Fires for every ION webhook event in the inbox that matches; for ``AssetWatcher``.
 
@@ -169,7 +185,8 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         once the cursor exists (a pause or a restart resumes from the cursor). See the README.
     :param per_event: one DAG run per ION event (opt-in): instead of firing, the trigger posts each event to
         its asset through Airflow's REST API with ``partition_key`` = the ``event_id``; schedule the DAG with
-        ``PartitionedAssetTimetable(assets=...)``. See the README ("One DAG run per ION event").
+        ``PartitionedAssetTimetable(assets=...)``. Airflow 3.3+: on an older release the trigger raises
+        ``ValueError`` where the DAG is parsed. See the README ("One DAG run per ION event").
     :param inbox_url: default ``[ion_webhooks] inbox_url``, else
         ``$AIRFLOW_HOME/ion_inbox.db``. Resolved in the triggerer, never at parse time.
     :param poll_interval: seconds between inbox reads (SQLite; PostgreSQL is woken by NOTIFY). Default
@@ -197,6 +214,8 @@ class IonWebhookTrigger(_FilterKwargs, BaseEventTrigger):
         self.consumer = consumer or None
         self.start_from = _normalize_start_from(start_from)
         self.per_event = bool(per_event)
+        if self.per_event:
+            _require_partitioned_assets()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         kwargs = {**self._filter_kwargs(), "consumer": self.consumer}
