@@ -66,6 +66,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, Asset, AssetWatcher, task
 
+from airflow_provider_ion.events import IonEvent
 from airflow_provider_ion.triggers.webhook import IonWebhookTrigger
 
 runs_created = Asset("ion://runs/create", watchers=[AssetWatcher(
@@ -77,8 +78,8 @@ with DAG("ion_cluster_events", schedule=[runs_created], start_date=pendulum.date
     @task(retries=3, retry_delay=timedelta(seconds=2))
     def handle(*, triggering_asset_events=None):
         time.sleep(float(os.environ.get("ION_CLUSTER_TASK_SECONDS", "0")))
-        return [{"event_id": e.extra["payload"]["event_id"], "data": e.extra["payload"].get("data")}
-                for events in triggering_asset_events.values() for e in events]
+        return [{"event_id": e.event_id_text, "data": e.data}
+                for e in IonEvent.iter_triggering(triggering_asset_events)]
 
     handle()
 """
@@ -344,6 +345,15 @@ class AirflowCluster:
         """``kill -9`` the component as a dying machine or container would: its process group and the groups
         of every process it started (Airflow's task supervisor puts each task in a group of its own,
         ``airflow/sdk/execution_time/supervisor.py`` ``setpgid``, so a worker's group alone misses its tasks)."""
+        self._signal_all(name, signal.SIGKILL)
+        self.stack.stop_component(name, signal.SIGKILL)
+
+    def freeze(self, name: str) -> None:
+        """``SIGSTOP`` the component and everything it started, as a hung machine: its sockets still accept
+        connections (the kernel completes them), nothing answers. :meth:`kill` ends it."""
+        self._signal_all(name, signal.SIGSTOP)
+
+    def _signal_all(self, name: str, sig: signal.Signals) -> None:
         proc = self.stack.procs[name]
         groups = set()
         for pid in descendants(proc.pid):
@@ -352,8 +362,7 @@ class AirflowCluster:
         groups.discard(os.getpgid(0))
         for group in groups:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(group, signal.SIGKILL)
-        self.stack.stop_component(name, signal.SIGKILL)
+                os.killpg(group, sig)
 
     def owner_of(self, pid: int) -> str | None:
         """The component whose process (or a descendant of it) ``pid`` is."""
@@ -475,13 +484,13 @@ class AirflowCluster:
 
 
 def subscribed_emulator(receiver_url: str, *, retry_schedule: tuple[float, ...] = (0.5, 1, 2, 3, 5),
-                        max_attempts: int = 60, concurrency: int = 16) -> Any:  # fmt: skip
+                        max_attempts: int = 60, concurrency: int = 16, timeout: float = 10) -> Any:  # fmt: skip
     """A started ION emulator with receiver ``factory`` (the cluster's secret) subscribed to RUNS/CREATE at
-    ``receiver_url``; ION's retry schedule shrunk to seconds."""
+    ``receiver_url``; ION's retry schedule shrunk to seconds, ``timeout`` seconds per delivery attempt."""
     from airflow_provider_ion.testing.emulator import EmulatorServer
     from airflow_provider_ion.testing.emulator.delivery_settings import DeliverySettings
 
-    settings = DeliverySettings(retry_schedule=retry_schedule, max_attempts=max_attempts, timeout=10,
+    settings = DeliverySettings(retry_schedule=retry_schedule, max_attempts=max_attempts, timeout=timeout,
                                 concurrency=concurrency, loopback_only=True)  # fmt: skip
     emulator = EmulatorServer(delivery=settings).start()
     receiver = emulator.store.create_receiver({"name": RECEIVER, "webhookUri": receiver_url, "sharedSecret": SECRET})
@@ -507,13 +516,13 @@ def wait_for_trigger(cluster: AirflowCluster, timeout: float = 180) -> None:
 
 def stranded(cluster: AirflowCluster, expected: set[str]) -> set[str]:
     """The ``expected`` event ids in no successful DAG run while every run has ended and no asset queue row is
-    left: what only a next event of the asset brings into a run.
+    left: what only a next event of the asset would bring into a run. A diagnostic for the failure test and
+    the demo: it stays empty while the stranded-event sweep works.
 
-    Airflow 3.3.2 leaves an event that reaches Airflow while its asset's queue row is being consumed out of
-    that run, and deletes the row, so the event waits for the next event of the asset
-    (``airflow/jobs/scheduler_job_runner.py``: the run's events end at the queue row's ``created_at``). Pacing
-    deliveries does not rule it out (we saw four events fired 1.5 s apart reach Airflow within 0.3 s). Callers
-    fire one trailing event (a real delivery, counted like the others) when this stays non-empty.
+    Airflow before 3.4 leaves an event that reaches Airflow while its asset's queue row is being consumed out
+    of that run, and deletes the row, so the event waits for the next event of the asset
+    (``airflow/jobs/scheduler_job_runner.py``: the run's events end at the queue row's ``created_at``);
+    the provider's sweep (``triggers/_sweep.py``) re-queues the DAG after a quiet period.
     """
     missing = expected - set(cluster.handled())
     if not missing or any(state not in ("success", "failed") for _run, state in cluster.runs()):
