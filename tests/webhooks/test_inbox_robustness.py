@@ -226,3 +226,42 @@ def test_quarantine_is_bounded_per_receiver_and_invisible_to_readers(make_inbox,
     assert inbox.quarantine("r", b"d", {}, "signature mismatch") is True  # room again
     inbox.purge(timedelta(0))  # purged with the retention
     assert inbox.quarantined() == []
+
+
+def test_opening_a_sqlite_file_another_connection_is_writing_waits_instead_of_failing(tmp_path) -> None:
+    """Switching a rollback-journal file to WAL needs an exclusive lock, and SQLite answers "database is
+    locked" at once there (no busy handler). Another process in a write transaction (a 0.1.0 inbox being
+    upgraded, as CI saw with two processes opening one) must make the open wait, up to busy_timeout."""
+    path = tmp_path / "inbox.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    inbox = Inbox(f"sqlite:///{path}", busy_timeout=10)
+    try:
+        result = inbox.append("qa", "e-1", b"{}")
+        assert not result.duplicate and inbox.latest_seq() == result.seq
+        with sqlite3.connect(path) as fresh:
+            assert fresh.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        release.join()
+        inbox.close()
+        holder.close()
+
+
+def test_opening_a_sqlite_file_locked_beyond_busy_timeout_is_unavailable(tmp_path) -> None:
+    path = tmp_path / "inbox.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    inbox = Inbox(f"sqlite:///{path}", busy_timeout=0.3)
+    try:
+        with pytest.raises(InboxUnavailable, match="locked"):
+            inbox.append("qa", "e-1", b"{}")
+    finally:
+        inbox.close()
+        holder.execute("ROLLBACK")
+        holder.close()

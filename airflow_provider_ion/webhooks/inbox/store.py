@@ -53,7 +53,9 @@ import contextlib
 import hashlib
 import os
 import re
+import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -112,6 +114,29 @@ def _setting(value: Any, key: str, kind: str) -> Any:
     from airflow_provider_ion import config
 
     return config.get_float(key) if kind == "float" else config.get_int(key)
+
+
+def _set_wal(cursor: Any, timeout: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried for up to ``timeout`` seconds while the file is locked.
+
+    Switching a rollback-journal file to WAL needs an exclusive lock, and SQLite answers "database is locked"
+    at once, without calling its busy handler, where waiting could deadlock ("If SQLite determines that
+    invoking the busy handler could result in a deadlock, it will go ahead and return SQLITE_BUSY",
+    sqlite.org/c3ref/busy_handler.html). Seen when two processes open a 0.1.0 inbox together: one upgrades
+    it inside a write transaction while the other connects. ``busy_timeout`` alone does not cover it.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            contended = "locked" in str(error) or "busy" in str(error)
+            if not contended or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 class Inbox:
@@ -278,7 +303,7 @@ class Inbox:
                 cursor = dbapi_connection.cursor()
                 try:
                     cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-                    cursor.execute("PRAGMA journal_mode = WAL")
+                    _set_wal(cursor, self.busy_timeout)
                     cursor.execute(f"PRAGMA synchronous = {sync}")
                 finally:
                     cursor.close()
