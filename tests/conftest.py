@@ -37,17 +37,7 @@ from airflow_provider_ion.testing.emulator.server import EmulatorServer  # noqa:
 E2E_RERUNS = int(os.environ.get("ION_E2E_RERUNS", "1"))
 
 
-#: The cluster failure tests (tests/cluster, marker ``cluster``) run in ``make test`` (and CI).
-#: ION_CLUSTER_TESTS=0 skips them (they need PostgreSQL, Redis and HAProxy, which they start or install).
-CLUSTER_TESTS = os.environ.get("ION_CLUSTER_TESTS", "1") != "0"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not CLUSTER_TESTS:
-        skip = pytest.mark.skip(reason="cluster failure tests skipped: ION_CLUSTER_TESTS=0")
-        for item in items:
-            if item.get_closest_marker("cluster") is not None:
-                item.add_marker(skip)
     if E2E_RERUNS <= 0 or not config.pluginmanager.hasplugin("rerunfailures"):
         return
     for item in items:
